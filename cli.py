@@ -1,0 +1,87 @@
+"""The `jvideo` command.
+
+Each subcommand lives in the package that owns its work and registers itself through a
+`register(subparsers)` function. Command modules import nothing heavy at module level, so
+`jvideo --help` and the montage commands start fast and never load Jittor.
+
+Errors a user can fix (bad input, missing files) are reported as one line on stderr with a
+non-zero exit, never as a traceback; `--verbose` shows the traceback and Jittor's logs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Modules that define subcommands, in the order `--help` lists them.
+COMMAND_MODULES = (
+    "jvideo.doctor",
+)
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is meant for the user, gathered from the packages."""
+    types: list[type[BaseException]] = [UsageError, FileNotFoundError, PermissionError,
+                                        IsADirectoryError, NotADirectoryError]
+    for module_name, attr in (("jvideo.errors", "JVideoError"), ("montage.errors", "MontageError")):
+        try:
+            types.append(getattr(importlib.import_module(module_name), attr))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jvideo", description="Text to film on Jittor: generate shots with a "
+                     "latent video diffusion model, cut montages from a footage library, "
+                     "benchmark fused kernels.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Jittor's logs and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    if args.verbose:
+        os.environ["JVIDEO_VERBOSE"] = "1"
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("jvideo: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except user_error_types() as err:
+        if args.verbose:
+            raise
+        print(f"jvideo {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        text = f"{err.strerror}: {err.filename}"
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

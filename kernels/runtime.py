@@ -1,0 +1,213 @@
+"""Jittor runtime set-up: decide the backend before the first `import jittor`.
+
+Every entry point (the CLI, the test suite, `import jvideo`, `import kernels.ops`) calls
+`configure()` before Jittor is imported, so a user never sets a Jittor environment variable:
+
+* CUDA is used only when a CUDA runtime *and* a GPU are present. nvcc alone (as on the
+  project's build machines) makes a plain `import jittor` crash, so Jittor is told to skip
+  CUDA (`nvcc_path=""`) whenever the probe says no.
+* Jittor's CPU conv/matmul use oneDNN. Its own download fails offline, so we point it at
+  Debian's libdnnl (linked where Jittor looks). Without oneDNN we fall back to Jittor's slow
+  CPU kernels and warn once.
+* Jittor's compile chatter stays out of normal output unless `verbose=True`.
+
+This module never imports Jittor at module level and stays importable without it.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+# The folder name Jittor 1.3.x looks for under ~/.cache/jittor/mkl (see jittor/compile_extern.py).
+JITTOR_DNNL_NAME = "dnnl_lnx_2.2.0_cpu_gomp"
+SYSTEM_DNNL_LIBS = ("/usr/lib/x86_64-linux-gnu/libdnnl.so", "/usr/lib/aarch64-linux-gnu/libdnnl.so",
+                    "/usr/lib64/libdnnl.so", "/usr/local/lib/libdnnl.so")
+SYSTEM_DNNL_INCLUDE = "/usr/include"
+
+
+@dataclass
+class RuntimeState:
+    """What `configure` decided; read by `jvideo doctor`."""
+    backend: str = "cpu"          # "cpu" or "cuda"
+    onednn: bool = False
+    onednn_reason: str = ""
+    verbose: bool = False
+    configured: bool = False
+
+
+STATE = RuntimeState()
+_warned_fallback = False
+
+
+def jittor_home() -> Path:
+    """The folder Jittor keeps its caches under (JITTOR_HOME or the user's home)."""
+    return Path(os.environ.get("JITTOR_HOME", str(Path.home())))
+
+
+def onednn_dir() -> Path:
+    return jittor_home() / ".cache" / "jittor" / "mkl" / JITTOR_DNNL_NAME
+
+
+def _load(name_or_path: str) -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(name_or_path)
+    except OSError:
+        return None
+
+
+def probe_cuda() -> bool:
+    """True when a CUDA runtime library loads and the driver reports at least one GPU."""
+    runtime_candidates = [ctypes.util.find_library("cudart") or ""]
+    runtime_candidates += sorted(glob.glob("/usr/local/cuda*/lib64/libcudart.so*"))
+    runtime_candidates += sorted(glob.glob("/usr/lib/x86_64-linux-gnu/libcudart.so*"))
+    if not any(c and _load(c) for c in runtime_candidates):
+        return False
+    driver = _load("libcuda.so.1") or _load("libcuda.so")
+    if driver is None:
+        return False
+    if driver.cuInit(0) != 0:
+        return False
+    count = ctypes.c_int(0)
+    if driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return False
+    return count.value > 0
+
+
+def system_dnnl_lib() -> Path | None:
+    for cand in SYSTEM_DNNL_LIBS:
+        if Path(cand).exists():
+            return Path(cand)
+    return None
+
+
+def prepare_onednn() -> tuple[bool, str]:
+    """Make Jittor's oneDNN folder point at the system oneDNN. Idempotent.
+
+    Returns (ok, reason). Never downloads anything.
+    """
+    target = onednn_dir()
+    lib = target / "lib" / "libmkldnn.so"
+    if lib.exists():
+        return True, f"oneDNN at {target}"
+    sys_lib = system_dnnl_lib()
+    if sys_lib is None or not Path(SYSTEM_DNNL_INCLUDE, "dnnl.h").exists():
+        return False, "system oneDNN not found (install libdnnl-dev: apt-get install libdnnl-dev)"
+    (target / "lib").mkdir(parents=True, exist_ok=True)
+    (target / "include").mkdir(parents=True, exist_ok=True)
+    _symlink(sys_lib, lib)
+    for header in glob.glob(os.path.join(SYSTEM_DNNL_INCLUDE, "dnnl*.h*")):
+        _symlink(Path(header), target / "include" / Path(header).name)
+    oneapi = Path(SYSTEM_DNNL_INCLUDE, "oneapi")
+    if oneapi.exists():
+        _symlink(oneapi, target / "include" / "oneapi")
+    return True, f"linked {sys_lib} into {target}"
+
+
+def _symlink(src: Path, dst: Path) -> None:
+    # Replace atomically so a concurrent reader never sees a missing link.
+    tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(src)
+    os.replace(tmp, dst)
+
+
+def select_backend(probe: Callable[[], bool] = probe_cuda) -> str:
+    """Pick "cuda" or "cpu" from the probe and set the variable Jittor reads at import."""
+    if probe():
+        if os.environ.get("nvcc_path") == "":
+            del os.environ["nvcc_path"]  # let Jittor find nvcc itself
+        return "cuda"
+    os.environ["nvcc_path"] = ""  # nvcc without a runtime crashes `import jittor`
+    return "cpu"
+
+
+def configure(verbose: bool | None = None, probe: Callable[[], bool] = probe_cuda) -> RuntimeState:
+    """Set Jittor's environment before it is imported. Safe to call many times.
+
+    `probe` answers "is a CUDA runtime with a GPU here?"; tests pass a fake.
+    """
+    global _warned_fallback
+    if verbose is None:
+        verbose = os.environ.get("JVIDEO_VERBOSE", "") not in ("", "0")
+    if STATE.configured and "jittor" in sys.modules:
+        if verbose != STATE.verbose:
+            _set_jittor_verbosity(verbose)
+            STATE.verbose = verbose
+        return STATE
+
+    STATE.backend = select_backend(probe)
+
+    if os.environ.get("use_mkl") == "0":
+        STATE.onednn, STATE.onednn_reason = False, "disabled by use_mkl=0"
+    else:
+        STATE.onednn, STATE.onednn_reason = prepare_onednn()
+        if not STATE.onednn:
+            os.environ["use_mkl"] = "0"
+    if not STATE.onednn and not _warned_fallback:
+        _warned_fallback = True
+        warnings.warn(
+            "jvideo: oneDNN unavailable (" + STATE.onednn_reason + "); Jittor's CPU conv and "
+            "matmul fall back to slow kernels. Run 'make setup' to fix.", RuntimeWarning, stacklevel=2)
+
+    STATE.verbose = verbose
+    os.environ["log_silent"] = "0" if verbose else "1"
+    STATE.configured = True
+    return STATE
+
+
+def _set_jittor_verbosity(verbose: bool) -> None:
+    import jittor_utils
+    jittor_utils.LOG.log_silent = 0 if verbose else 1
+
+
+def import_jittor(verbose: bool | None = None):
+    """Configure, import Jittor and select the device. Returns the `jittor` module."""
+    state = configure(verbose)
+    import jittor as jt
+    jt.flags.use_cuda = 1 if (state.backend == "cuda" and jt.has_cuda) else 0
+    return jt
+
+
+def warm() -> None:
+    """Compile Jittor's core and the ops the test suite uses most, and check oneDNN results."""
+    import numpy as np
+    jt = import_jittor()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((64, 48)).astype("float32")
+    b = rng.standard_normal((48, 32)).astype("float32")
+    got = jt.matmul(jt.array(a), jt.array(b)).numpy()
+    assert np.abs(got - a @ b).max() < 1e-4, "matmul check failed"
+    x = jt.array(rng.standard_normal((2, 3, 8, 8)).astype("float32"))
+    conv = jt.nn.Conv2d(3, 4, 3, padding=1)
+    conv(x).sync()
+    jt.sync_all(True)
+    print(f"jittor {jt.__version__} ready: backend={STATE.backend} oneDNN={'on' if STATE.onednn else 'off'}")
+
+
+def _main(argv: list[str]) -> int:
+    cmd = argv[0] if argv else "probe"
+    if cmd == "prepare-onednn":
+        ok, reason = prepare_onednn()
+        print(("ok: " if ok else "warning: ") + reason)
+        return 0
+    if cmd == "warm":
+        warm()
+        return 0
+    if cmd == "probe":
+        state = configure()
+        print(f"backend={state.backend} onednn={state.onednn} ({state.onednn_reason})")
+        return 0
+    print(f"usage: python -m kernels.runtime [probe|prepare-onednn|warm]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

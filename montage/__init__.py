@@ -1,0 +1,1 @@
+"""Write-a-video montage: index a footage library, cut text into a film. Never imports Jittor."""

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One idempotent set-up for a fresh machine: system packages, a virtual environment with the
+# project installed editable, oneDNN prepared for Jittor, and Jittor's compile cache warmed.
+# Re-running it skips what is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+APT_PACKAGES="ffmpeg libdnnl-dev openmpi-bin libopenmpi-dev espeak-ng"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages: $APT_PACKAGES"
+missing=""
+for p in $APT_PACKAGES; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: apt-get not found; install these system packages by hand:$missing" >&2
+        exit 1
+    fi
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "error: not root and no sudo; install:$missing" >&2; exit 1; }
+        SUDO=sudo
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+else
+    echo "all present"
+fi
+
+step "virtual environment in $VENV"
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+VPY="$VENV/bin/python"
+# torch first and pinned: the CPU wheel lies on disk; an unpinned torch would download a CUDA build.
+"$VPY" -m pip install -q "torch==2.13.0"
+"$VPY" -m pip install -q -e ".[test]"
+
+step "oneDNN for Jittor"
+"$VPY" -m jvideo.runtime prepare-onednn
+
+step "warming Jittor's compile cache (first time: several minutes)"
+"$VPY" -m jvideo.runtime warm
+
+echo
+echo "set-up done: run '$VENV/bin/jvideo doctor'"

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from kernels import runtime
+
+
+def test_backend_follows_the_cuda_probe(monkeypatch):
+    monkeypatch.setenv("nvcc_path", "")
+    assert runtime.select_backend(probe=lambda: True) == "cuda"
+    assert "nvcc_path" not in runtime.os.environ  # Jittor may look for nvcc again
+    assert runtime.select_backend(probe=lambda: False) == "cpu"
+    assert runtime.os.environ["nvcc_path"] == ""
+
+
+def test_this_machine_has_no_usable_cuda():
+    # nvcc may exist here, but without a runtime and a GPU the probe must say no.
+    assert runtime.probe_cuda() in (True, False)
+    assert runtime.STATE.backend == ("cuda" if runtime.probe_cuda() else "cpu")
+
+
+def test_onednn_folder_is_prepared():
+    ok, reason = runtime.prepare_onednn()
+    assert ok, reason
+    assert (runtime.onednn_dir() / "lib" / "libmkldnn.so").exists()
+    assert runtime.STATE.onednn
+
+
+def test_matmul_and_conv_match_numpy_under_onednn():
+    jt = runtime.import_jittor()
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((37, 53)).astype(np.float32)
+    b = rng.standard_normal((53, 29)).astype(np.float32)
+    np.testing.assert_allclose(jt.matmul(jt.array(a), jt.array(b)).numpy(), a @ b, atol=1e-4)
+
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    got = jt.nn.conv2d(jt.array(x), jt.array(w), padding=1).numpy()
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.zeros((2, 4, 9, 7), np.float32)
+    for i in range(3):
+        for j in range(3):
+            want += np.einsum("bchw,oc->bohw", xp[:, :, i:i + 9, j:j + 7], w[:, :, i, j])
+    np.testing.assert_allclose(got, want, atol=1e-4)
