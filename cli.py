@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -18,6 +19,15 @@ import sys
 COMMAND_MODULES = (
     "jvideo.doctor",
 )
+
+# `jvideo bench TARGET [ARGS...]`: each target is a module with `main(argv) -> int` that owns
+# its own argument parser. A target is listed only once its module exists.
+BENCH_TARGETS = {
+    "kernels": "kernels.bench",
+    "model": "jvideo.bench",
+    "montage": "montage.bench",
+    "distributed": "jvideo.distributed_bench",
+}
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -53,7 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
+    _register_bench(sub)
     return parser
+
+
+def _available_bench_targets() -> dict[str, str]:
+    return {name: mod for name, mod in BENCH_TARGETS.items() if importlib.util.find_spec(mod) is not None}
+
+
+def _register_bench(sub: argparse._SubParsersAction) -> None:
+    targets = _available_bench_targets()
+    if not targets:
+        return
+    p = sub.add_parser("bench", help="benchmarks measured side by side: " + ", ".join(targets))
+    p.add_argument("target", choices=sorted(targets))
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of that benchmark (see TARGET --help)")
+    p.set_defaults(func=lambda args: importlib.import_module(targets[args.target]).main(args.bench_args))
 
 
 def main(argv: list[str] | None = None) -> int:
