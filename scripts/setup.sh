@@ -40,10 +40,10 @@ VPY="$VENV/bin/python"
 "$VPY" -m pip install -q -e ".[test]"
 
 step "oneDNN for Jittor"
-"$VPY" -m jvideo.runtime prepare-onednn
+"$VPY" -m kernels.runtime prepare-onednn
 
 step "warming Jittor's compile cache (first time: several minutes)"
-"$VPY" -m jvideo.runtime warm
+"$VPY" -m kernels.runtime warm
 
 echo
 echo "set-up done: run '$VENV/bin/jvideo doctor'"
