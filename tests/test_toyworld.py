@@ -1,0 +1,163 @@
+"""Toy world renderer, captions and dataset API."""
+import json
+
+import numpy as np
+import pytest
+
+from jvideo import toyworld as tw
+from jvideo.toyworld.captions import LIGHT_PHRASES, MOTION_PHRASES, PLACE_PHRASES, WALK_PHRASES
+
+
+def test_render_is_deterministic_and_shaped():
+    p = tw.sample_params(np.random.default_rng(3))
+    a, b = tw.render_clip(p), tw.render_clip(p)
+    assert a.shape == (16, 64, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    q = tw.sample_params(np.random.default_rng(3))
+    assert q == p  # same seed, same ground truth
+    assert np.array_equal(tw.render_clip(tw.ClipParams.from_dict(json.loads(json.dumps(p.to_dict())))), a)
+
+
+def test_sizes_and_frames_are_configurable():
+    p = tw.sample_params(np.random.default_rng(0), frames=5, size=(48, 80), motion="right")
+    clip = tw.render_clip(p)
+    assert clip.shape == (5, 48, 80, 3)
+    assert len(p.track.cx) == 5 and p.track.cx[-1] > p.track.cx[0]
+
+
+def test_parameter_coverage_and_track_in_frame():
+    rng = np.random.default_rng(1)
+    seen = {k: set() for k in ("shape", "primary", "pattern", "size", "background", "motion", "camera", "lighting")}
+    for _ in range(400):
+        p = tw.sample_params(rng)
+        for k in ("shape", "primary", "pattern", "size"):
+            seen[k].add(getattr(p.look, k))
+        for k in ("background", "motion", "camera", "lighting"):
+            seen[k].add(getattr(p, k))
+        t = p.track
+        r = np.asarray(t.radius)
+        assert (np.asarray(t.cx) >= r - 1e-6).all() and (np.asarray(t.cx) <= p.width - r + 1e-6).all()
+        assert (np.asarray(t.cy) >= r - 1e-6).all() and (np.asarray(t.cy) <= p.height - r + 1e-6).all()
+        if p.motion == "spin":
+            assert not p.look.rotation_symmetric()
+        if p.background == "night":
+            assert p.lighting == "night"
+    assert seen["shape"] == set(tw.SHAPES) and seen["primary"] == set(tw.COLOUR_NAMES)
+    assert seen["pattern"] == set(tw.PATTERNS) and seen["size"] == set(tw.SIZES)
+    assert seen["background"] == set(tw.BACKGROUNDS) and seen["motion"] == set(tw.MOTIONS)
+    assert seen["camera"] == set(tw.CAMERAS) and seen["lighting"] == set(tw.LIGHTINGS)
+
+
+def test_motion_tracks_move_the_right_way():
+    rng = np.random.default_rng(2)
+    look = tw.Look("square", "red", "blue", "stripes", "big")
+    t = {m: tw.sample_params(rng, look=look, motion=m).track for m in tw.MOTIONS}
+    assert t["right"].cx[-1] - t["right"].cx[0] > 20 and t["left"].cx[-1] - t["left"].cx[0] < -20
+    assert t["down"].cy[-1] - t["down"].cy[0] > 20 and t["up"].cy[-1] - t["up"].cy[0] < -20
+    assert min(t["jump"].cy) < t["jump"].cy[0] - 10 and abs(t["jump"].cy[-1] - t["jump"].cy[0]) < 1
+    assert abs(t["spin"].angle[-1] - t["spin"].angle[0]) > 5
+    assert t["grow"].radius[-1] > 1.8 * t["grow"].radius[0]
+    assert len(set(t["still"].cx)) == 1 and len(set(t["still"].radius)) == 1
+
+
+def test_lighting_tints_but_keeps_the_object_colour():
+    rng = np.random.default_rng(4)
+    look = tw.Look("square", "red", "blue", "solid", "big")
+    for lighting in tw.LIGHTINGS:
+        p = tw.sample_params(rng, look=look, motion="still", camera="close-up", background="sky", lighting=lighting)
+        f = tw.render_clip(p, frame_ids=[0])[0].astype(int)
+        c = f[int(p.track.cy[0]), int(p.track.cx[0])]
+        assert c[0] > c[1] + 60 and c[0] > c[2] + 40, (lighting, c)  # still clearly red
+
+
+def test_bad_values_are_rejected():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError):
+        tw.Look("hexagon", "red", "blue", "solid", "big")
+    with pytest.raises(ValueError):
+        tw.Look("circle", "red", "red", "solid", "big")
+    with pytest.raises(ValueError):
+        tw.sample_params(rng, look=tw.Look("circle", "red", "blue", "solid", "big"), motion="spin")
+    with pytest.raises(ValueError):
+        tw.sample_params(rng, background="night", lighting="day")
+    with pytest.raises(ValueError):
+        tw.sample_params(rng, frames=1)
+
+
+def _anonymous_caption_ok(p, text, split):
+    def any_phrase(table):
+        train, held = table
+        return any(ph in text for ph in train + (held if split == "heldout" else []))
+    assert p.look.primary in text and p.look.shape in text, text
+    assert any_phrase(MOTION_PHRASES[p.motion]), text
+    assert any_phrase(PLACE_PHRASES[p.background]), text
+
+
+def test_captions_mention_the_attributes():
+    rng = np.random.default_rng(5)
+    for split in tw.SPLITS:
+        for _ in range(300):
+            p = tw.sample_clip_params(rng, split, p_character=0.3)
+            text = tw.caption(p, rng, split)
+            if p.name is None:
+                _anonymous_caption_ok(p, text, split)
+            else:
+                assert p.name in text
+                # the name stands for the look: the caption says nothing about it
+                assert not any(c in text.split() for c in tw.COLOUR_NAMES), text
+                assert not any(s in text.split() for s in tw.SHAPES), text
+                walk = WALK_PHRASES.get(p.motion)
+                assert (walk and walk in text) or any(ph in text for ph in sum(MOTION_PHRASES[p.motion], [])), text
+            if "{light}" in text:
+                raise AssertionError(text)
+            words = set(text.lower().replace(",", " ").replace(":", " ").split())
+            assert words <= tw.vocabulary(), words - tw.vocabulary()
+
+
+def test_heldout_prompts_are_disjoint_from_training_and_combos_are_held_out():
+    rng = np.random.default_rng(6)
+    train, held = set(), set()
+    held_combo = 0
+    for _ in range(3000):
+        p = tw.sample_clip_params(rng, "train", p_character=0.3)
+        assert not tw.is_heldout_combo(p)
+        train.add(tw.caption(p, rng, "train"))
+    for _ in range(1500):
+        p = tw.sample_clip_params(rng, "heldout", p_character=0.3)
+        held_combo += tw.is_heldout_combo(p)
+        held.add(tw.caption(p, rng, "heldout"))
+    assert not train & held
+    assert 0.3 < held_combo / 1500 < 0.8  # about half forced onto held-out combinations
+    # held-out sentences start like no training sentence does
+    assert not {t.split()[0] for t in held if t.split()[0] in ("there", "we", "look:")} & {t.split()[0] for t in train}
+
+
+def test_lighting_phrases_only_for_matching_lighting():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        p = tw.sample_clip_params(rng, "train")
+        text = tw.caption(p, rng, "train")
+        for lighting, (phrases, _) in LIGHT_PHRASES.items():
+            if lighting != p.lighting:
+                assert not any(ph in text for ph in phrases if ph not in ("at night",) or p.background != "night"), text
+
+
+def test_sample_batch_with_references():
+    rng = np.random.default_rng(8)
+    b = tw.sample_batch(rng, 4, split="train", p_character=1.0, references=True)
+    assert b.frames.shape == (4, 16, 64, 64, 3) and b.references.shape == (4, 64, 64, 3)
+    assert all(p.name in {c.name for c in tw.CAST} for p in b.params)
+    assert len(b.captions) == 4 and all(p.name in c for p, c in zip(b.params, b.captions))
+    assert not any(np.array_equal(b.references[i], b.frames[i, j]) for i in range(4) for j in range(16))
+
+
+def test_cast_is_fixed_and_named():
+    names = [c.name for c in tw.CAST]
+    assert len(names) == 8 and len(set(names)) == 8
+    assert len({c.look for c in tw.CAST}) == 8
+    assert tw.character("mira").name == "Mira"
+    assert not any(c.name is None for c in tw.CAST)
+    with pytest.raises(KeyError):
+        tw.character("nobody")
+    for c in tw.CAST:  # the cast never uses a colour/shape pair held out of training
+        assert (c.look.primary, c.look.shape) not in tw.HELDOUT_COLOUR_SHAPE
