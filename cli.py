@@ -18,6 +18,8 @@ import sys
 # Modules that define subcommands, in the order `--help` lists them.
 COMMAND_MODULES = (
     "jvideo.doctor",
+    "montage.library_cli",
+    "montage.montage_cli",
 )
 
 # `jvideo bench TARGET [ARGS...]`: each target is a module with `main(argv) -> int` that owns

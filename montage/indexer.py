@@ -47,6 +47,7 @@ class IndexReport:
     skipped: int = 0                                     # unchanged
     failed: list[tuple[str, str]] = field(default_factory=list)   # (path, reason), this run
     removed: list[str] = field(default_factory=list)     # gone from disk
+    still_failed: list[tuple[str, str]] = field(default_factory=list)  # failed before, unchanged
     shots: int = 0                                       # shots written this run
     video_seconds: float = 0.0                           # seconds of video decoded this run
     wall_s: float = 0.0
@@ -63,6 +64,8 @@ def find_videos(folder: str | Path, exclude: Path | None = None) -> list[Path]:
     root = Path(folder).expanduser().resolve()
     if not root.exists():
         raise MontageError(f"folder {root} does not exist")
+    if not os.access(root, os.R_OK):
+        raise MontageError(f"folder {root} is not readable")
     if root.is_file():
         return [root] if root.suffix.lower() in video.VIDEO_EXTENSIONS else []
     seen: set[tuple[int, int]] = set()
@@ -167,13 +170,15 @@ def index_folder(folder: str | Path, library: str | Path, cfg: IndexConfig | Non
     cfg = cfg or IndexConfig()
     t0 = time.perf_counter()
     root = Path(folder).expanduser().resolve()
-    if not root.exists():
-        raise MontageError(f"folder {root} does not exist")
-    lib = Library.create(library)
+    lib_dir = Path(library).expanduser().resolve()
+    files = find_videos(root, exclude=lib_dir)
+    if not files and not (lib_dir / "library.sqlite").is_file():
+        raise MontageError(f"no video files ({', '.join(sorted(video.VIDEO_EXTENSIONS))}) under {root}")
+    lib = Library.create(lib_dir)
     report = IndexReport()
     try:
         with lib.lock():
-            _run(lib, root, cfg, report, progress, warn)
+            _run(lib, root, files, cfg, report, progress, warn)
     except KeyboardInterrupt:
         report.interrupted = True
         raise
@@ -186,11 +191,10 @@ def index_folder(folder: str | Path, library: str | Path, cfg: IndexConfig | Non
     return report
 
 
-def _run(lib: Library, root: Path, cfg: IndexConfig, report: IndexReport, progress: bool,
-         warn: Callable[[str], None]) -> None:
+def _run(lib: Library, root: Path, files: list[Path], cfg: IndexConfig, report: IndexReport,
+         progress: bool, warn: Callable[[str], None]) -> None:
     from tqdm import tqdm
 
-    files = find_videos(root, exclude=lib.folder)
     report.found = len(files)
     reader = SidecarReader(root if root.is_dir() else root.parent)
     present = {str(p) for p in files}
@@ -229,6 +233,8 @@ def _index_one(lib: Library, path: Path, reader: SidecarReader, cfg: IndexConfig
     sig = text_signature(text)
     if rec is not None and rec.size == st.st_size and rec.mtime == st.st_mtime and rec.text_sig == sig:
         report.skipped += 1
+        if rec.status == "failed":
+            report.still_failed.append((spath, rec.error))
         return
     try:
         chash = content_hash(path, st.st_size) if st.st_size > 0 else ""
@@ -244,6 +250,8 @@ def _index_one(lib: Library, path: Path, reader: SidecarReader, cfg: IndexConfig
         if rec.text_sig == sig or rec.status == "failed":   # touched, not changed
             lib.touch_file(spath, st.st_size, st.st_mtime)
             report.skipped += 1
+            if rec.status == "failed":
+                report.still_failed.append((spath, rec.error))
             return
         _retext(lib, spath, rec, st, chash, text, sig)     # only the sidecar text changed
         report.retexted.append(spath)
