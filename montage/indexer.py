@@ -201,7 +201,9 @@ def _run(lib: Library, root: Path, files: list[Path], cfg: IndexConfig, report: 
     for rec in lib.file_records():               # files that were deleted since the last run
         p = Path(rec.path)
         if (p == root or root in p.parents) and rec.path not in present and not p.exists():
+            old_thumbs = [s.thumbnail for s in lib.file_shots(rec.path)]
             lib.remove_file(rec.path)
+            lib.drop_unused_thumbnails(old_thumbs)
             report.removed.append(rec.path)
     last_save = time.perf_counter()
     bar = tqdm(files, unit="file", desc="indexing", disable=not progress, file=sys.stderr,
@@ -264,13 +266,17 @@ def _index_one(lib: Library, path: Path, reader: SidecarReader, cfg: IndexConfig
         emb = lib.embedder.embed([s.text for s in shots])
     except MontageError as err:
         reason = str(err).replace(spath + ": ", "")
+        old_thumbs = [s.thumbnail for s in lib.file_shots(spath)] if rec is not None else []
         lib.replace_file(spath, st.st_size, st.st_mtime, chash, "failed", error=reason, text_sig=sig,
                          indexed_at=time.time())
+        lib.drop_unused_thumbnails(old_thumbs)
         report.failed.append((spath, reason))
         warn(f"skipping {spath}: {reason}")
         return
+    old_thumbs = [s.thumbnail for s in lib.file_shots(spath)] if rec is not None else []
     lib.replace_file(spath, st.st_size, st.st_mtime, chash, "done", shots, emb,
                      duration=an.info.duration, indexed_at=time.time(), text_sig=sig)
+    lib.drop_unused_thumbnails(old_thumbs)
     report.indexed.append(spath)
     report.shots += len(shots)
     report.video_seconds += an.info.duration

@@ -390,6 +390,23 @@ class Library:
             "ORDER BY start", (path,)).fetchall()
         return [self._row_to_shot(r) for r in rows]
 
+    def drop_unused_thumbnails(self, paths: Iterable[str]) -> int:
+        """Delete those of `paths` (thumbnails inside the library) that no shot refers to any
+        more. Called after the transaction that replaced their shots. Returns how many."""
+        n = 0
+        for p in set(paths):
+            ref = self._thumb_ref(p)
+            if not p or os.path.isabs(ref):
+                continue                       # outside the library: not ours to delete
+            if self._con.execute("SELECT 1 FROM shots WHERE thumbnail=? LIMIT 1", (ref,)).fetchone():
+                continue
+            try:
+                (self.folder / ref).unlink()
+                n += 1
+            except FileNotFoundError:
+                pass
+        return n
+
     def failed_files(self) -> list[FileRecord]:
         return [f for f in self.file_records() if f.status == "failed"]
 
