@@ -461,30 +461,46 @@ def _beam(unary: list[np.ndarray], trans: list[np.ndarray], cand_ids: list[np.nd
           cand_src: list[np.ndarray], init: np.ndarray, used: set[int], recent: list[int],
           width: int, gap: int, w_source: float) -> tuple[list[int], float]:
     """Beam search over the full objective: Markov costs + no shot twice (hard) + a source
-    again within `gap` slots (w_source per repeat beyond the previous slot)."""
-    # A state: (cost, path of candidate indices, used shot ids, recent source indices).
-    keep = max(gap - 1, 1)
-    states = [(0.0, [], frozenset(used), tuple(recent[-keep:]))]
+    again 2..gap-1 slots later (w_source per repeat). Expansions are scored as a (B, K) array;
+    only the `width` survivors get their own used-shot set; paths are kept as back-pointers."""
+    keep = max(gap - 2, 0)                         # sources 2..gap-1 slots back
+    costs = np.zeros(1)
+    last = np.zeros(1, dtype=np.int64)             # candidate index chosen in the previous slot
+    used_sets: list[set[int]] = [set(used)]
+    prev_src = np.asarray([recent[-1] if recent else -1])
+    older = np.asarray([list(recent[-(keep + 1):-1]) if keep else []], dtype=np.int64).reshape(1, -1)
+    older = np.pad(older, ((0, 0), (keep - older.shape[1], 0)), constant_values=-1)
+    back: list[tuple[np.ndarray, np.ndarray]] = []
     for s in range(len(unary)):
         ids, srcs = cand_ids[s], cand_src[s]
-        expanded = []
-        for cost, path, u, rec in states:
-            base = (init if s == 0 else trans[s][path[-1]]) + unary[s] + cost
-            older = _older(rec, gap)
-            for k in np.argsort(base, kind="stable")[: width * 2]:
-                i, c, sk = int(ids[k]), float(base[k]), int(srcs[k])
-                if (i >= 0 and i in u) or c == INF:
-                    continue
-                if sk >= 0:
-                    c += w_source * older.count(sk)
-                expanded.append((c, path + [int(k)], u | {i} if i >= 0 else u, (rec + (sk,))[-keep:]))
-        if not expanded:
+        step = (init[None, :] if s == 0 else trans[s][last]) + unary[s][None, :] + costs[:, None]
+        id_list = ids.tolist()
+        taken = np.array([[i >= 0 and i in u for i in id_list] for u in used_sets], dtype=bool)
+        step = np.where(taken, INF, step)
+        if keep:
+            repeats = ((srcs[None, :, None] == older[:, None, :]) & (srcs[None, :, None] >= 0)).sum(-1)
+            step = step + w_source * repeats
+        flat = step.ravel()
+        n = min(width, int(np.isfinite(flat).sum()))
+        if n == 0:
             raise MontageError("no shot left to use: the library has fewer usable shots than the "
                                "film needs (add footage or use --pace slow)")
-        expanded.sort(key=lambda st: st[0])
-        states = expanded[:width]
-    best = states[0]
-    return best[1], best[0]
+        top = np.argpartition(flat, n - 1)[:n] if n < len(flat) else np.arange(len(flat))
+        top = top[np.argsort(flat[top], kind="stable")][:n]
+        parent, k = np.divmod(top, step.shape[1])
+        back.append((parent, k))
+        costs, last = flat[top], k
+        used_sets = [used_sets[p] | {int(ids[j])} if ids[j] >= 0 else used_sets[p]
+                     for p, j in zip(parent.tolist(), k.tolist())]
+        if keep:
+            older = np.concatenate([older[parent], prev_src[parent][:, None]], axis=1)[:, -keep:]
+        prev_src = srcs[k]
+    # Follow the back-pointers of the best final state.
+    path, b = [], 0
+    for parent, k in reversed(back):
+        path.append(int(k[b]))
+        b = int(parent[b])
+    return path[::-1], float(costs[0])
 
 
 # -- planning --------------------------------------------------------------------------------
@@ -663,9 +679,11 @@ def _unary_with_titles(table: ShotTable, rows: np.ndarray, rel: np.ndarray, seco
 def _trans_with_titles(table: ShotTable, a: np.ndarray, b: np.ndarray,
                        cfg: PlanConfig) -> dict[str, np.ndarray]:
     """Transition terms; a cut to or from a title card (row -1) is free."""
+    ma, mb = a >= 0, b >= 0
+    if ma.all() and mb.all():
+        return transition_costs(table, a, b, cfg)
     names = ("colour", "brightness", "camera", "jump", "source")
     terms = {k: np.zeros((len(a), len(b))) for k in names}
-    ma, mb = a >= 0, b >= 0
     if ma.any() and mb.any():
         sub = transition_costs(table, a[ma], b[mb], cfg)
         ia, ib = np.nonzero(ma)[0], np.nonzero(mb)[0]

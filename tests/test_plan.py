@@ -252,3 +252,30 @@ def test_replan_from_first_changed_unit_and_json_roundtrip(tmp_path):
     # A plan made under other settings is not reused.
     p3 = plan(units, table, uv, PlanConfig(pace="fast"), previous=loaded)
     assert p3.replanned_from == 0
+
+
+def test_beam_with_source_gap_matches_brute_force():
+    rng = np.random.default_rng(11)
+    for trial in range(6):
+        n_slots, k, gap, w = 5, 4, 4, 0.7
+        ids = [rng.choice(8, size=k, replace=False) for _ in range(n_slots)]
+        src = [i // 2 for i in ids]                  # two shots per source
+        unary = [rng.uniform(0, 1, size=k) for _ in range(n_slots)]
+        trans = [None] + [rng.uniform(0, 0.5, size=(k, k)) for _ in range(n_slots - 1)]
+        init = rng.uniform(0, 0.3, size=k)
+        recent, used = [int(src[0][0]), -1, 7], {int(ids[0][1])}
+        path, cost = _beam(unary, trans, ids, src, init, used, recent, width=4096, gap=gap, w_source=w)
+        best = np.inf
+        for p in itertools.product(range(k), repeat=n_slots):
+            chosen = [int(ids[s][p[s]]) for s in range(n_slots)]
+            if len(set(chosen)) < n_slots or used & set(chosen):
+                continue
+            c = init[p[0]] + sum(unary[s][p[s]] for s in range(n_slots)) + \
+                sum(trans[s][p[s - 1], p[s]] for s in range(1, n_slots))
+            hist = list(recent)
+            for s in range(n_slots):
+                sk = int(src[s][p[s]])
+                c += w * hist[-(gap - 1):-1].count(sk)
+                hist.append(sk)
+            best = min(best, c)
+        assert cost == pytest.approx(best)
