@@ -41,3 +41,15 @@ def test_matmul_and_conv_match_numpy_under_onednn():
         for j in range(3):
             want += np.einsum("bchw,oc->bohw", xp[:, :, i:i + 9, j:j + 7], w[:, :, i, j])
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_jittor_logs_stay_out_of_normal_output():
+    import subprocess
+    import sys
+    code = ("import jvideo\nfrom kernels import runtime\njt = runtime.import_jittor()\n"
+            "print(float((jt.ones(3) * 2).sum()))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**runtime.os.environ, "JVIDEO_VERBOSE": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "6.0"
+    assert "[i " not in proc.stderr  # Jittor's info log lines
