@@ -139,7 +139,10 @@ class ShotTable:
         return table
 
     def row_of(self) -> dict[int, int]:
-        return {int(i): r for r, i in enumerate(self.ids)}
+        """shot id -> row (built once per table)."""
+        if not hasattr(self, "_row_of"):
+            self._row_of = dict(zip(self.ids.tolist(), range(len(self.ids))))
+        return self._row_of
 
 
 def _keyword_index(texts: list[str]) -> dict[str, np.ndarray]:
@@ -174,23 +177,24 @@ def retrieve(table: ShotTable, unit_texts: Sequence[str], unit_vecs: np.ndarray,
                 for _ in unit_texts]
     sims = np.asarray(unit_vecs, np.float32) @ table.vectors.T          # (U, N)
     k = min(cfg.top_k, n)
-    out = []
+    # Stage 1: keyword hits (share of the unit's stemmed content words found in the shot text).
+    share = np.zeros(sims.shape, dtype=np.float32)
     for u, text in enumerate(unit_texts):
         words = keywords(text)
-        share = np.zeros(n)
         for w in words:
             rows = table.kw_index.get(w)
             if rows is not None:
-                share[rows] += 1.0
-        if words:
-            share /= len(words)
-        rel = sims[u].astype(np.float64) + cfg.keyword_bonus * share
-        # Stage 1 keyword hits and stage 2 embedding neighbours form the pool; relevance ranks it.
-        top = np.argpartition(-rel, k - 1)[:k]
-        top = top[np.argsort(-rel[top], kind="stable")]
-        out.append(Candidates(rows=top.astype(np.int64), relevance=rel[top],
-                              similarity=sims[u, top].astype(np.float64), keyword_share=share[top],
-                              good=bool(sims[u, top].max() >= cfg.min_similarity)))
+                share[u, rows] += 1.0 / len(words)
+    # Stage 2: embedding similarity re-ranks the pool; keyword hits get a bonus.
+    rel = sims + np.float32(cfg.keyword_bonus) * share
+    top = np.argpartition(-rel, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(rel), 1))
+    out = []
+    for u in range(len(unit_texts)):
+        t = top[u][np.argsort(-rel[u, top[u]], kind="stable")]
+        sim = sims[u, t].astype(np.float64)
+        out.append(Candidates(rows=t.astype(np.int64), relevance=rel[u, t].astype(np.float64),
+                              similarity=sim, keyword_share=share[u, t].astype(np.float64),
+                              good=bool(sim.max() >= cfg.min_similarity)))
     return out
 
 

@@ -30,7 +30,7 @@ from .errors import MontageError
 from .plan import Plan, PlannedShot
 from .subtitles import caption_png, title_png
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 ASPECTS = {"16:9": (854, 480), "9:16": (480, 854), "1:1": (480, 480)}
 
 
@@ -208,7 +208,7 @@ def render_segment(seg: Segment, cfg: RenderConfig, cache_dir: Path) -> tuple[Pa
             cap = cache_dir / f"caption-{key}.png"
             caption_png(seg.caption, cfg.width, cfg.height, cap)
             args += ["-loop", "1", "-framerate", _fps_arg(cfg.fps), "-i", file_arg(cap)]
-            chain += ";[base][1:v]overlay=0:0:shortest=0,format=yuv420p[v]"
+            chain += ";[base][1:v]overlay=x=0:y=main_h-overlay_h:shortest=0,format=yuv420p[v]"
         else:
             chain += ";[base]format=yuv420p[v]"
     args += ["-filter_complex", chain, "-map", "[v]", "-frames:v", str(seg.frames), "-an",

@@ -117,15 +117,20 @@ def _wrap_pixels(draw, text: str, fnt, max_width: int) -> list[str]:
 
 
 def caption_png(text: str, width: int, height: int, path: Path) -> Path:
-    """A transparent (width x height) PNG with `text` as a bottom caption: white, black outline."""
+    """A transparent caption strip for a (width x height) film: `text` in white with a black
+    outline, wrapped to 90% of the width. Only the strip is stored (ffmpeg overlays it at the
+    bottom), so overlaying costs little per frame."""
     from PIL import Image, ImageDraw
     size = max(12, height // 20)
-    img = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(img)
     fnt = font(size)
-    lines = _wrap_pixels(draw, text, fnt, int(width * 0.9))
+    probe_draw = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
+    lines = _wrap_pixels(probe_draw, text, fnt, int(width * 0.9))
     line_h = int(size * 1.25)
-    y = height - int(height * 0.06) - line_h * len(lines)
+    margin = int(height * 0.06)
+    strip_h = min(height, line_h * len(lines) + margin + size // 2) // 2 * 2
+    img = Image.new("RGBA", (width, strip_h), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    y = strip_h - margin - line_h * len(lines)
     for line in lines:
         w = draw.textlength(line, font=fnt)
         draw.text(((width - w) / 2, y), line, font=fnt, fill=(255, 255, 255, 255),

@@ -183,3 +183,17 @@ def test_missing_source_and_unwritable_output(clips, tmp_path):
         render_film(p, tmp_path / "no such dir" / "x.mp4", RenderConfig(width=W, height=H, fps=FPS),
                     tmp_path / "c")
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_otio_opens_in_opentimelineio(clips, tmp_path):
+    otio = pytest.importorskip("opentimelineio")  # a test dependency (pyproject [test])
+    from montage.timeline import write_otio
+    p = make_plan(clips, ["one", "two", "three"], [1.5, 1.0, 2.0])
+    write_otio(p, tmp_path / "cut.otio", crossfade=0.5)
+    t = otio.adapters.read_from_file(str(tmp_path / "cut.otio"))
+    track = t.video_tracks()[0]
+    items = [c for c in track if isinstance(c, otio.schema.Clip)]
+    assert len(items) == 3
+    assert t.duration().value == round(p.duration * FPS)
+    assert items[1].media_reference.target_url == Path(p.slots()[1].source).resolve().as_uri()
+    assert items[0].source_range.start_time.value == round(p.slots()[0].in_point * FPS)
