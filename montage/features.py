@@ -66,57 +66,78 @@ def _hann(h: int, w: int) -> np.ndarray:
     return np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
 
 
-def phase_shift(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> tuple[float, float, float]:
-    """Translation (dy, dx) that moves block a onto block b, and the correlation peak (0..1).
-    Phase correlation with a parabolic sub-pixel fit."""
-    fa = np.fft.rfft2((a - a.mean()) * window)
-    fb = np.fft.rfft2((b - b.mean()) * window)
+def _spectra(g: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """(..., H, W) luma blocks -> windowed, mean-removed 2-D spectra (..., H, W//2+1)."""
+    g = g - g.mean(axis=(-2, -1), keepdims=True)
+    return np.fft.rfft2(g * window).astype(np.complex64)
+
+
+def phase_shifts(fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phase correlation of spectra fa -> fb, batched over leading axes.
+
+    Returns dy, dx (translation moving a onto b, parabolic sub-pixel fit) and the correlation
+    peak (0..1; low where there is no texture to lock onto), each of the leading shape.
+    """
     cross = fb * np.conj(fa)
     cross /= np.maximum(np.abs(cross), 1e-6)
-    r = np.fft.irfft2(cross, s=a.shape)
-    iy, ix = np.unravel_index(int(np.argmax(r)), r.shape)
-    peak = float(r[iy, ix])
-    h, w = r.shape
+    r = np.fft.irfft2(cross, s=shape, axes=(-2, -1))
+    h, w = shape
+    lead = r.shape[:-2]
+    flat = r.reshape(-1, h, w)
+    k = np.argmax(flat.reshape(len(flat), -1), axis=1)
+    iy, ix = np.divmod(k, w)
+    n = np.arange(len(flat))
+    c0 = flat[n, iy, ix]
 
-    def refine(c0: float, cm: float, cp: float) -> float:
+    def refine(cm: np.ndarray, cp: np.ndarray) -> np.ndarray:
         den = cm - 2 * c0 + cp
-        return 0.5 * (cm - cp) / den if abs(den) > 1e-9 else 0.0
+        return np.where(np.abs(den) > 1e-9, 0.5 * (cm - cp) / np.where(den == 0, 1, den), 0.0)
 
-    dy = iy + refine(peak, r[(iy - 1) % h, ix], r[(iy + 1) % h, ix])
-    dx = ix + refine(peak, r[iy, (ix - 1) % w], r[iy, (ix + 1) % w])
-    if dy > h / 2:
-        dy -= h
-    if dx > w / 2:
-        dx -= w
-    return float(dy), float(dx), peak
+    dy = iy + refine(flat[n, (iy - 1) % h, ix], flat[n, (iy + 1) % h, ix])
+    dx = ix + refine(flat[n, iy, (ix - 1) % w], flat[n, iy, (ix + 1) % w])
+    dy = np.where(dy > h / 2, dy - h, dy)
+    dx = np.where(dx > w / 2, dx - w, dx)
+    return dy.reshape(lead), dx.reshape(lead), c0.reshape(lead)
 
 
-def camera_step(prev: np.ndarray, cur: np.ndarray, windows: tuple[np.ndarray, np.ndarray]) -> tuple[float, float, float]:
-    """Camera motion between two luma frames (H, W).
+def _half(g: np.ndarray) -> np.ndarray:
+    """(B, H, W) -> (B, H//2, W//2) by 2x2 averaging."""
+    b, h, w = g.shape
+    g = g[:, : h - h % 2, : w - w % 2]
+    return g.reshape(b, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
 
-    Translation from phase correlation of the whole frame; scale from the four quadrant
-    shifts, fitting v = t + s * (c - centre). Returns (tx, ty, s): pixels and relative scale
-    change per frame; zeros where the picture carries no texture.
+
+def _quadrants(g: np.ndarray) -> np.ndarray:
+    """(B, H, W) -> (B, 4, H//2, W//2) corner blocks: TL, TR, BL, BR."""
+    h, w = g.shape[-2:]
+    bh, bw = h // 2, w // 2
+    return np.stack([g[:, y0:y0 + bh, x0:x0 + bw] for y0 in (0, h - bh) for x0 in (0, w - bw)], axis=1)
+
+
+def camera_steps(full_a: np.ndarray, full_b: np.ndarray, quad_a: np.ndarray, quad_b: np.ndarray,
+                 shape: tuple[int, int]) -> np.ndarray:
+    """Camera motion between P pairs of frames from their spectra (see `_spectra`).
+
+    Translation from phase correlation of whole frames; scale from the four quadrant shifts,
+    fitting v = t + s * (c - centre). Returns (P, 3): tx, ty in pixels and the relative scale
+    change s per frame; zeros where the picture carries no texture.
     """
-    full, quarter = windows
-    dy, dx, peak = phase_shift(prev, cur, full)
-    if peak < MIN_PEAK:
-        return 0.0, 0.0, 0.0
-    h, w = prev.shape
-    bh, bw = quarter.shape
-    shifts, centres = [], []
-    for y0 in (0, h - bh):
-        for x0 in (0, w - bw):
-            by, bx, bpeak = phase_shift(prev[y0:y0 + bh, x0:x0 + bw], cur[y0:y0 + bh, x0:x0 + bw], quarter)
-            if bpeak >= MIN_PEAK:
-                shifts.append((bx, by))
-                centres.append((x0 + bw / 2 - w / 2, y0 + bh / 2 - h / 2))
-    s = 0.0
-    if len(shifts) >= 3:
-        v = np.asarray(shifts, np.float64)
-        c = np.asarray(centres, np.float64)
-        s = float(((v - v.mean(axis=0)) * c).sum() / max((c * c).sum(), 1e-9))
-    return float(dx), float(dy), s
+    h, w = shape
+    bh, bw = h // 2, w // 2
+    dy, dx, peak = phase_shifts(full_a, full_b, shape)
+    qy, qx, qpeak = phase_shifts(quad_a, quad_b, (bh, bw))            # (P, 4)
+    cx = np.array([bw / 2 - w / 2, w / 2 - bw / 2] * 2)               # block centres from the middle
+    cy = np.array([bh / 2 - h / 2] * 2 + [h / 2 - bh / 2] * 2)
+    ok = qpeak >= MIN_PEAK
+    cnt = ok.sum(axis=1)
+    mx = np.where(ok, qx, 0).sum(1) / np.maximum(cnt, 1)
+    my = np.where(ok, qy, 0).sum(1) / np.maximum(cnt, 1)
+    num = (np.where(ok, (qx - mx[:, None]) * cx + (qy - my[:, None]) * cy, 0)).sum(1)
+    den = np.where(ok, cx * cx + cy * cy, 0).sum(1)
+    scale = np.where(cnt >= 3, num / np.maximum(den, 1e-9), 0.0)
+    good = peak >= MIN_PEAK
+    return np.stack([np.where(good, dx, 0.0), np.where(good, dy, 0.0), np.where(good, scale, 0.0)],
+                    axis=1).astype(np.float32)
 
 
 @dataclass
@@ -154,14 +175,15 @@ class FrameAnalyzer:
         self.sample_fps = sample_fps
         self.thumb_every = thumb_every or max(1, int(round(sample_fps / 2)))
         self.stats: FrameStats | None = None
-        self._prev: np.ndarray | None = None
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # last frame's luma, spectra
         self._window: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, frames: np.ndarray) -> None:
         b, h, w, _ = frames.shape
         if self.stats is None:
             self.stats = FrameStats(self.sample_fps, w, h)
-            self._window = (_hann(h, w), _hann(h // 2, w // 2))  # frame, quadrants
+            hc, wc = h // 2, w // 2
+            self._window = (_hann(hc, wc), _hann(hc // 2, wc // 2))  # frame, quadrants
         st = self.stats
         first = len(st)
         g = gray(frames)
@@ -170,17 +192,26 @@ class FrameAnalyzer:
         st.lab.extend(rgb_to_lab(sub).reshape(b, -1, 3).mean(axis=1))
         st.brightness.extend((g.reshape(b, -1).mean(axis=1) / 255.0).tolist())
         st.lapvar.extend(laplacian_variance(g).tolist())
+        gc = _half(g)                                           # camera motion at half size: 4x cheaper
+        full = _spectra(gc, self._window[0])                    # (B, H/2, W/4+1)
+        quad = _spectra(_quadrants(gc), self._window[1])        # (B, 4, ...)
+        if self._prev is None:                                  # the very first frame
+            prev_g, prev_full, prev_quad = g[:1], full[:1], quad[:1]
+        else:
+            prev_g, prev_full, prev_quad = self._prev
+        ga = np.concatenate([prev_g, g[:-1]])
+        change = np.abs(g - ga).reshape(b, -1).mean(axis=1) / 255.0
+        cam = camera_steps(np.concatenate([prev_full, full[:-1]]), full,
+                           np.concatenate([prev_quad, quad[:-1]]), quad, gc.shape[1:])
+        cam[:, :2] *= 2.0                                       # back to analysis pixels
+        if self._prev is None:
+            change[0], cam[0] = 0.0, 0.0
+        st.change.extend(change.tolist())
+        st.cam.extend(map(tuple, cam.tolist()))
         for i in range(b):
-            prev = self._prev if i == 0 else g[i - 1]
-            if prev is None:
-                st.change.append(0.0)
-                st.cam.append((0.0, 0.0, 0.0))
-            else:
-                st.change.append(float(np.abs(g[i] - prev).mean() / 255.0))
-                st.cam.append(camera_step(prev, g[i], self._window))
             if (first + i) % self.thumb_every == 0:
                 st.thumbs[first + i] = frames[i].copy()
-        self._prev = g[-1].copy()
+        self._prev = (g[-1:].copy(), full[-1:].copy(), quad[-1:].copy())
 
 
 @dataclass

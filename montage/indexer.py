@@ -34,6 +34,7 @@ class IndexConfig:
     sample_fps: float = 4.0        # frames analysed per second of video
     width: int = 160               # analysis (and thumbnail) width in pixels
     threads: int = 0               # ffmpeg decoding threads (0: ffmpeg decides)
+    fast_decode: bool = True       # skip B-frames and deblocking (see video.decode_frames)
     save_every_s: float = 30.0     # write shots.faiss at least this often
     cut: CutConfig = field(default_factory=CutConfig)
 
@@ -120,7 +121,8 @@ def analyse_video(path: str | Path, cfg: IndexConfig) -> Analysis:
     """Probe, decode and cut one video. MontageError if it cannot be read."""
     info = video.probe(path)
     analyzer = feat.FrameAnalyzer(cfg.sample_fps)
-    for batch in video.decode_frames(info, cfg.sample_fps, cfg.width, cfg.threads):
+    for batch in video.decode_frames(info, cfg.sample_fps, cfg.width, cfg.threads,
+                                     fast=cfg.fast_decode):
         analyzer.add(batch)
     stats = analyzer.stats
     if stats is None or len(stats) == 0:

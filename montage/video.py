@@ -6,8 +6,10 @@ ffmpeg itself, so Python never sees a full-resolution frame.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -100,40 +102,81 @@ def analysis_size(info: VideoInfo, width: int) -> tuple[int, int]:
 
 
 def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads: int = 0,
-                  batch: int = 64, timeout: float | None = None) -> Iterator[np.ndarray]:
+                  batch: int = 64, timeout: float | None = None, fast: bool = True) -> Iterator[np.ndarray]:
     """Decode `info.path` at `sample_fps`, scaled to `width` px wide, as RGB.
 
     Yields batches (B, H, W, 3) uint8; frame i of the stream is at time i / sample_fps.
-    Raises MontageError if ffmpeg fails before giving any frame.
+    `fast` lets the decoder skip B-frames (nothing references them) and the deblocking filter:
+    for a few frames a second at 160 px this halves decoding time; a sample then comes from
+    the nearest I/P-frame (a frame or two off). Raises MontageError if ffmpeg fails before
+    giving any frame.
     """
     w, h = analysis_size(info, width)
     vf = f"fps={sample_fps:g}:round=near,scale={w}:{h}:flags=area"
-    cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", str(threads),
+    skip = ["-skip_frame", "bidir", "-skip_loop_filter", "all"] if fast else []
+    cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", str(threads), *skip,
            "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-vf", vf,
            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     frame_bytes = w * h * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A reader thread drains the pipe while the caller analyses the previous batch, so ffmpeg
+    # never waits on a full pipe: decoding and analysis use both cores.
+    chunks: queue.Queue = queue.Queue(maxsize=4)
+    errors: list[bytes] = []
+
+    def pump() -> None:
+        try:
+            while True:
+                buf = _read_exactly(proc.stdout, frame_bytes * batch)
+                chunks.put(buf)
+                if len(buf) < frame_bytes * batch:
+                    break
+        finally:
+            chunks.put(None)
+
+    def drain_stderr() -> None:
+        errors.append(proc.stderr.read())
+
+    reader = threading.Thread(target=pump, daemon=True)
+    err_reader = threading.Thread(target=drain_stderr, daemon=True)
+    reader.start()
+    err_reader.start()
     produced = 0
     try:
-        while True:
-            buf = proc.stdout.read(frame_bytes * batch)
+        while (buf := chunks.get()) is not None:
             n = len(buf) // frame_bytes
             if n:
                 produced += n
                 yield np.frombuffer(buf[: n * frame_bytes], dtype=np.uint8).reshape(n, h, w, 3)
-            if len(buf) < frame_bytes * batch:
-                break
-        err = proc.stderr.read().decode(errors="replace").strip()
         rc = proc.wait(timeout=timeout)
+        err_reader.join()
         if produced == 0:
+            err = b"".join(errors).decode(errors="replace").strip()
             msg = (err.splitlines() or [f"ffmpeg exited with {rc}"])[-1]
             raise MontageError(f"cannot decode {info.path}: {msg}")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        while reader.is_alive():          # unblock a reader stuck on a full queue
+            try:
+                chunks.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def _read_exactly(stream, n: int) -> bytes:
+    """Read n bytes, or fewer only at the end of the stream."""
+    parts, got = [], 0
+    while got < n:
+        part = stream.read(n - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def read_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads: int = 0) -> np.ndarray:
