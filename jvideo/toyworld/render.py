@@ -234,7 +234,7 @@ def pattern_mask(pattern: str, shape: str, u: np.ndarray, v: np.ndarray) -> np.n
         return (d < 0.19 * k).any(axis=-1)
     if pattern == "ring":
         rho = np.hypot(u, v) / k
-        return (rho > 0.3) & (rho < 0.58)
+        return (rho > 0.36) & (rho < 0.58)
     if pattern == "split":
         return v > 0.2
     raise ValueError(f"unknown pattern {pattern!r}")
