@@ -245,19 +245,21 @@ class PlannedUnit:
     key: str
     shots: list[PlannedShot]
     note: str = ""
-    candidates: list[tuple[int, float]] = field(default_factory=list)  # best few (id, relevance)
+    # Retrieval result, kept so a re-plan skips retrieval for unchanged (or moved) sentences:
+    # (shot id, relevance, cosine similarity), best first.
+    candidates: list[tuple[int, float, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "text": self.text, "kind": self.kind,
                 "start": round(self.start, 4), "end": round(self.end, 4), "key": self.key,
-                "note": self.note, "candidates": [[i, round(s, 4)] for i, s in self.candidates],
+                "note": self.note, "candidates": [[i, round(r, 5), round(c, 5)] for i, r, c in self.candidates],
                 "shots": [s.to_dict() for s in self.shots]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PlannedUnit":
         return cls(index=d["index"], text=d["text"], kind=d["kind"], start=d["start"], end=d["end"],
                    key=d["key"], note=d.get("note", ""),
-                   candidates=[(int(i), float(s)) for i, s in d.get("candidates", [])],
+                   candidates=[(int(c[0]), float(c[1]), float(c[-1])) for c in d.get("candidates", [])],
                    shots=[PlannedShot.from_dict(s) for s in d["shots"]])
 
 
@@ -545,8 +547,9 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
     # Incremental: keep the unchanged prefix of a compatible previous plan.
     first = 0
     kept: list[PlannedUnit] = []
-    if (previous is not None and previous.config_signature == cfg.signature()
-            and previous.library_signature == table.signature):
+    compatible = (previous is not None and previous.config_signature == cfg.signature()
+                  and previous.library_signature == table.signature)
+    if compatible:
         while (first < min(len(units), len(previous.units))
                and previous.units[first].key == keys[first]
                and all(s.shot_id is None or s.shot_id in row_of for s in previous.units[first].shots)):
@@ -562,10 +565,23 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
     prev_rows = [row_of[s.shot_id] if s.shot_id is not None else -1 for u in kept for s in u.shots]
     recent_src = [int(table.source_idx[r]) if r >= 0 else -1 for r in prev_rows][-cfg.source_gap:]
 
-    # Candidates per unit still to plan (cascaded retrieval), then per slot.
+    # Candidates per unit still to plan (cascaded retrieval), then per slot. Sentences the
+    # previous plan already retrieved (unchanged or moved) reuse its candidates.
     text_units = [i for i in range(first, len(units)) if units[i].kind == "text" and units[i].pin is None]
-    cands = dict(zip(text_units, retrieve(table, [units[i].text for i in text_units],
-                                          unit_vecs[text_units], cfg))) if text_units else {}
+    known = ({u.text: u.candidates for u in previous.units if u.kind == "text" and u.candidates}
+             if compatible else {})
+    cands: dict[int, Candidates] = {}
+    for i in text_units:
+        c = known.get(units[i].text)
+        if c and all(sid in row_of for sid, _, _ in c):
+            sim = np.array([x[2] for x in c])
+            cands[i] = Candidates(rows=np.array([row_of[x[0]] for x in c], dtype=np.int64),
+                                  relevance=np.array([x[1] for x in c]), similarity=sim,
+                                  keyword_share=np.zeros(len(c)),
+                                  good=bool(sim.max() >= cfg.min_similarity))
+    fresh = [i for i in text_units if i not in cands]
+    if fresh:
+        cands.update(zip(fresh, retrieve(table, [units[i].text for i in fresh], unit_vecs[fresh], cfg)))
     notes: dict[int, str] = {}
     slot_rows, slot_rel, slot_sim = [], [], []
     for sl in todo:
@@ -657,7 +673,8 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
     for i in range(first, len(units)):
         u = units[i]
         c = cands.get(i)
-        top = [(int(table.ids[r]), float(v)) for r, v in zip(c.rows[:5], c.relevance[:5])] if c else []
+        top = ([(int(table.ids[r]), float(v), float(m)) for r, v, m in zip(c.rows, c.relevance, c.similarity)]
+               if c else [])
         planned.append(PlannedUnit(index=i, text=u.text, kind=u.kind, start=times[i][0],
                                    end=times[i][1], key=keys[i], shots=by_unit.get(i, []),
                                    note=notes.get(i, ""), candidates=top))

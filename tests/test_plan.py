@@ -279,3 +279,23 @@ def test_beam_with_source_gap_matches_brute_force():
                 hist.append(sk)
             best = min(best, c)
         assert cost == pytest.approx(best)
+
+
+def test_replan_reuses_retrieval_of_known_sentences(monkeypatch):
+    import montage.plan as mp
+    shots, v = make_table(200, seed=12)
+    table = ShotTable.from_shots(shots, v)
+    rng = np.random.default_rng(5)
+    units = [Unit(text=f"sentence {i}", duration=2.0) for i in range(8)]
+    uv = unit_vectors(v, rng.choice(200, 8, replace=False), rng)
+    p1 = plan(units, table, uv)
+    seen = []
+    real = mp.retrieve
+    monkeypatch.setattr(mp, "retrieve", lambda t, texts, *a: seen.extend(texts) or real(t, texts, *a))
+    # Move sentence 6 to the front and add a new one: only the new sentence is retrieved.
+    order = [6, 0, 1, 2, 3, 4, 5, 7]
+    moved = [units[i] for i in order] + [Unit(text="a new sentence", duration=2.0)]
+    uv2 = np.concatenate([uv[order], v[:1]])
+    p2 = plan(moved, table, uv2, previous=Plan.from_dict(json.loads(json.dumps(p1.to_dict()))))
+    assert seen == ["a new sentence"] and p2.replanned_from == 0
+    assert p2.units[0].shots[0].shot_id == p1.units[6].shots[0].shot_id
