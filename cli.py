@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "jvideo.doctor",
     "montage.library_cli",
     "montage.montage_cli",
+    "jvideo.toyworld_cli",
 )
 
 # `jvideo bench TARGET [ARGS...]`: each target is a module with `main(argv) -> int` that owns

@@ -125,7 +125,7 @@ def tags(params: ClipParams) -> list[str]:
     out = [params.name.lower()] if params.name else []
     out += [look.shape, look.primary, f"{look.secondary} {look.pattern}" if look.pattern != "solid" else "solid",
             look.size, params.motion, params.background, params.camera, params.lighting]
-    return out
+    return list(dict.fromkeys(out))  # night background + night lighting: one "night"
 
 
 def vocabulary() -> set[str]:
