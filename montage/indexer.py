@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -180,15 +181,15 @@ def index_folder(folder: str | Path, library: str | Path, cfg: IndexConfig | Non
     report = IndexReport()
     try:
         with lib.lock():
-            _run(lib, root, files, cfg, report, progress, warn)
+            try:
+                _run(lib, root, files, cfg, report, progress, warn)
+            finally:
+                lib.save_index()            # while still holding the lock
     except KeyboardInterrupt:
         report.interrupted = True
         raise
     finally:
-        try:
-            lib.save_index()
-        finally:
-            lib.close()
+        lib.close()
         report.wall_s = time.perf_counter() - t0
     return report
 
@@ -334,10 +335,25 @@ def benchmark_index_speed(workdir: str | Path, seconds: float = 60.0, cfg: Index
     from .embedding import TextEmbedder
     TextEmbedder().embed(["warm up"])               # imports torch and loads MiniLM
     model_load_s = time.perf_counter() - t
+    load_before = os.getloadavg()[0]
+    cpu0 = _cpu_seconds()
     report = index_folder(workdir / "footage", lib_dir, cfg, progress=progress, warn=lambda m: None)
+    cpu = _cpu_seconds() - cpu0
     with Library.open(lib_dir) as lib:
         n_shots = len(lib)
+    shutil.rmtree(lib_dir, ignore_errors=True)
     return {"clips": len(clips), "video_seconds": round(report.video_seconds, 2),
             "wall_s": round(report.wall_s, 3), "realtime_factor": round(report.realtime_factor, 2),
+            "cpu_s": round(cpu, 3),          # this process + ffmpeg/ffprobe children, user + sys
+            "video_s_per_cpu_s": round(report.video_seconds / cpu, 2) if cpu > 0 else 0.0,
+            "load_average": round(load_before, 2), "cores": os.cpu_count(),
             "shots": n_shots, "expected_shots": 3 * len(clips), "model_load_s": round(model_load_s, 2),
             "target_realtime_factor": 20.0}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (ffmpeg)."""
+    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime

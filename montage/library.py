@@ -164,6 +164,11 @@ class Library:
             version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             con.execute("SELECT count(*) FROM shots").fetchone()
             con.execute("SELECT count(*) FROM files").fetchone()
+        except sqlite3.OperationalError as err:
+            con.close()
+            if "no such table" in str(err):
+                raise MontageError(f"library {folder} is corrupt ({err})") from err
+            raise MontageError(f"cannot read library {folder}: {err}") from err
         except sqlite3.DatabaseError as err:
             con.close()
             raise MontageError(f"library {folder} is corrupt ({err})") from err
@@ -201,15 +206,27 @@ class Library:
     def _connect(db: Path) -> sqlite3.Connection:
         try:
             con = sqlite3.connect(db, timeout=30)
+        except sqlite3.Error as err:
+            raise MontageError(f"cannot open library {db.parent}: {err}") from err
+        try:
             con.execute("PRAGMA journal_mode=WAL")   # readers never block the indexer
             con.execute("PRAGMA synchronous=NORMAL")
-            return con
+        except sqlite3.OperationalError:
+            pass                                     # a read-only folder: plain reads still work
         except sqlite3.DatabaseError as err:
+            con.close()
             raise MontageError(f"library {db.parent} is corrupt ({err})") from err
+        return con
 
     def close(self) -> None:
+        """Close; a faiss index rebuilt in memory is written back if no other process is
+        writing the library and the folder is writable (else the next open rebuilds it)."""
         if self._index_dirty:
-            self.save_index()
+            try:
+                with self.lock():
+                    self.save_index()
+            except (MontageError, OSError, RuntimeError):
+                pass
         self._con.close()
 
     def __enter__(self) -> "Library":

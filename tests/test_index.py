@@ -209,3 +209,16 @@ def test_killed_index_leaves_a_library_that_opens_and_resumes(tmp_path, bank):
     with Library.open(lib_dir) as lib:
         assert len(lib) == n and lib.index().ntotal == n
         assert not (lib_dir / "library.lock").exists() or (lib_dir / "library.lock").read_text() == ""
+
+
+def test_odd_file_names(tmp_path, bank):
+    folder = tmp_path / "odd footage"
+    folder.mkdir()
+    name = "we:ird 'quoted' \"name\" ü [1].mp4"
+    shutil.copy(bank["bars"], folder / name)
+    (folder / name).with_suffix(".txt").write_text("colour bars on a test card")
+    report = run(folder, tmp_path / "lib")
+    assert report.indexed == [str(folder / name)] and not report.failed
+    with Library.open(tmp_path / "lib") as lib:
+        shot, = lib.shots()
+        assert shot.source == str(folder / name) and shot.text.startswith("colour bars")
