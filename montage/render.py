@@ -307,9 +307,34 @@ def render_film(plan: Plan, out: str | os.PathLike, cfg: RenderConfig, cache_dir
         for p in scratch:
             if p.exists():
                 p.unlink()
+    prune_cache(cache_dir, {seg.key(cfg) for seg in segments})
     return RenderResult(path=out, segments=len(segments), rendered=rendered,
                         reused=len(segments) - len(rendered), seconds=time.perf_counter() - t0,
                         duration=total)
+
+
+def prune_cache(cache_dir: Path, keep: set[str], max_bytes: int = 2 << 30) -> int:
+    """Drop cached segments the current film does not use, oldest first, until they take at
+    most `max_bytes` (recent ones stay, so undoing an edit is still cheap). Returns files removed."""
+    files = []
+    for p in cache_dir.iterdir():
+        name = p.name
+        if not (name.startswith(("seg-", "title-", "caption-")) and p.is_file()):
+            continue
+        key = name.split("-", 1)[1].split(".", 1)[0]
+        if key not in keep:
+            st = p.stat()
+            files.append((st.st_mtime, st.st_size, p))
+    files.sort()
+    total = sum(size for _, size, _ in files)
+    removed = 0
+    for _, size, p in files:
+        if total <= max_bytes:
+            break
+        p.unlink(missing_ok=True)
+        total -= size
+        removed += 1
+    return removed
 
 
 def _crossfade_args(plan: Plan, paths: list[Path], cfg: RenderConfig,

@@ -206,3 +206,14 @@ def test_bad_options_are_one_line(tmp_path, capsys):
         MontageRequest  # noqa: B018 - keep the import used
         from montage.render import RenderConfig
         RenderConfig(width=161, height=90)
+
+
+def test_empty_library_gives_title_cards_and_says_so(tmp_path):
+    Library.create(tmp_path / "empty lib").close()
+    src = tmp_path / "s.txt"
+    src.write_text("Nothing to show here. Still nothing.", encoding="utf-8")
+    res = make_montage(MontageRequest(text_file=src, library=tmp_path / "empty lib",
+                                      out=tmp_path / "f.mp4", size=(160, 90)))
+    assert all(s.kind == "title" for s in res.plan.slots())
+    assert all("no footage" in u.note for u in res.plan.units)
+    assert probe(tmp_path / "f.mp4")["format"]["duration"]

@@ -197,3 +197,16 @@ def test_otio_opens_in_opentimelineio(clips, tmp_path):
     assert t.duration().value == round(p.duration * FPS)
     assert items[1].media_reference.target_url == Path(p.slots()[1].source).resolve().as_uri()
     assert items[0].source_range.start_time.value == round(p.slots()[0].in_point * FPS)
+
+
+def test_prune_cache_keeps_current_and_recent(tmp_path):
+    import os
+    import time
+    from montage.render import prune_cache
+    for i, key in enumerate(["aaa", "bbb", "ccc"]):
+        p = tmp_path / f"seg-{key}.mp4"
+        p.write_bytes(b"x" * 100)
+        os.utime(p, (time.time() - 100 + i, time.time() - 100 + i))
+    (tmp_path / "plan.json").write_text("{}")
+    assert prune_cache(tmp_path, keep={"aaa"}, max_bytes=100) == 1     # bbb (oldest unused) goes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "seg-aaa.mp4", "seg-ccc.mp4"]
