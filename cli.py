@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "montage.library_cli",
     "montage.montage_cli",
     "jvideo.toyworld_cli",
+    "jvideo.convert",
 )
 
 # `jvideo bench TARGET [ARGS...]`: each target is a module with `main(argv) -> int` that owns

@@ -1,0 +1,16 @@
+"""Jittor models numerically equal to their diffusers references.
+
+    from jvideo.models import from_pretrained
+    vae = from_pretrained("sd-vae-ft-ema")            # AutoencoderKL folder
+    dit = from_pretrained("DiT-XL-2-256/transformer")  # DiTTransformer2DModel folder
+    dit = from_pretrained("DiT-XL-2-256x256.pt")       # original facebookresearch/DiT checkpoint
+    latte = from_pretrained("Latte-1", subfolder="transformer")
+"""
+from .dit import DiT, DiTConfig, dit_config
+from .latte import Latte, LatteConfig, latte_config
+from .loading import build, from_pretrained, load_state_dict, save_pretrained
+from .vae import AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian, sd_vae_config
+
+__all__ = ["AutoencoderKL", "AutoencoderKLConfig", "DiagonalGaussian", "DiT", "DiTConfig", "Latte",
+           "LatteConfig", "build", "dit_config", "from_pretrained", "latte_config", "load_state_dict",
+           "save_pretrained", "sd_vae_config"]

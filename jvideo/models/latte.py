@@ -1,0 +1,163 @@
+"""Latte video DiT = diffusers' LatteTransformer3DModel, in Jittor.
+
+Video latents (B, C, T, H, W) are patchified per frame into tokens (B*T, N, D). Each layer
+is a spatial block (self-attention over the N patches of a frame, cross-attention on the
+projected text, MLP) followed by a temporal block (self-attention over the T frames of a
+patch position, MLP); tokens are rearranged (b t) n d <-> (b n) t d between them. A fixed
+1-D sin-cos temporal embedding is added once, before the first temporal block. Conditioning
+is PixArt's adaLN-single: one timestep MLP gives 6*D values, each block adds its own
+`scale_shift_table` (6, D).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import runtime as _runtime
+
+jt = _runtime.import_jittor()
+from jittor import nn  # noqa: E402
+
+from kernels import ops  # noqa: E402
+
+from .attention import Attention  # noqa: E402
+from .config import ModelConfig, require  # noqa: E402
+from .embeddings import AdaLayerNormSingle, CaptionProjection, PatchEmbed, sincos_1d, unpatchify  # noqa: E402
+from .mlp import FeedForward  # noqa: E402
+from .norms import LayerNorm  # noqa: E402
+
+
+@dataclass
+class LatteConfig(ModelConfig):
+    CLASS_NAME = "LatteTransformer3DModel"
+    num_attention_heads: int = 16
+    attention_head_dim: int = 88
+    in_channels: int = 4
+    out_channels: int | None = None
+    num_layers: int = 1
+    cross_attention_dim: int | None = None
+    attention_bias: bool = False
+    sample_size: int = 64
+    patch_size: int = 2
+    activation_fn: str = "geglu"
+    num_embeds_ada_norm: int | None = None
+    norm_type: str = "ada_norm_single"
+    norm_elementwise_affine: bool = True
+    norm_eps: float = 1e-5
+    caption_channels: int = 384
+    video_length: int = 16
+
+    def validate(self, raw: dict) -> None:
+        require(raw, "norm_type", ("ada_norm_single",), "LatteTransformer3DModel")
+        require(raw, "dropout", (0, 0.0), "LatteTransformer3DModel")
+
+    @property
+    def hidden_size(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def output_channels(self) -> int:
+        return self.out_channels or self.in_channels
+
+
+def latte_config(name: str = "Latte-1", **overrides) -> LatteConfig:
+    """The published Latte-1 transformer (T5 4096-d captions, 16 frames of 64x64x4 latents)."""
+    if name != "Latte-1":
+        raise ValueError(f"unknown Latte preset {name!r}")
+    kw = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+              cross_attention_dim=1152, attention_bias=True, sample_size=64, patch_size=2,
+              activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_elementwise_affine=False,
+              norm_eps=1e-6, caption_channels=4096, video_length=16)
+    kw.update(overrides)
+    return LatteConfig(**kw)
+
+
+class LatteBlock(nn.Module):
+    """adaLN-single transformer block on tokens (B', L, D); spatial blocks also cross-attend.
+
+    `t6` (B', 6D) is the shared timestep modulation; context (B', S, D) the projected text.
+    """
+
+    def __init__(self, cfg: LatteConfig, cross_attention: bool):
+        super().__init__()
+        d = cfg.hidden_size
+        self.hidden = d
+        self.norm1 = LayerNorm(d, cfg.norm_eps, cfg.norm_elementwise_affine)
+        self.attn1 = Attention(d, cfg.num_attention_heads, cfg.attention_head_dim, bias=cfg.attention_bias)
+        self.norm2 = LayerNorm(d, cfg.norm_eps, cfg.norm_elementwise_affine)
+        self.attn2 = (Attention(d, cfg.num_attention_heads, cfg.attention_head_dim,
+                                cross_attention_dim=cfg.cross_attention_dim, bias=cfg.attention_bias)
+                      if cross_attention else None)
+        self.ff = FeedForward(d, cfg.activation_fn)
+        self.scale_shift_table = jt.randn((6, d)) / d ** 0.5
+
+    def execute(self, x: jt.Var, t6: jt.Var, context: jt.Var | None = None,
+                context_mask: jt.Var | None = None) -> jt.Var:
+        b = x.shape[0]
+        mod = self.scale_shift_table.unsqueeze(0) + t6.reshape((b, 6, self.hidden))   # (B', 6, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (mod[:, i] for i in range(6))
+        x = ops.gated_residual(x, gate_msa, self.attn1(self.norm1.modulate(x, shift_msa, scale_msa)))
+        if self.attn2 is not None:
+            x = x + self.attn2(x, context, context_mask)   # PixArt: no norm before cross-attention
+        return ops.gated_residual(x, gate_mlp, self.ff(self.norm2.modulate(x, shift_mlp, scale_mlp)))
+
+
+def repeat_rows(x: jt.Var, times: int) -> jt.Var:
+    """(B, ...) -> (B*times, ...), each row repeated `times` times in place (repeat_interleave)."""
+    shape = tuple(x.shape)
+    x = x.unsqueeze(1).broadcast((shape[0], times) + shape[1:])
+    return x.reshape((shape[0] * times,) + shape[1:])
+
+
+class Latte(nn.Module):
+    """Text-conditioned video DiT.
+
+    execute(x (B, C, T, H, W), t (B,), text (B, S, caption_channels), text_mask (B, S) or None)
+    -> (B, C_out, T, H, W). With enable_temporal=False every frame is treated as an image.
+    """
+
+    def __init__(self, cfg: LatteConfig):
+        super().__init__()
+        self.config = cfg
+        d = cfg.hidden_size
+        self.pos_embed = PatchEmbed(cfg.sample_size, cfg.patch_size, cfg.in_channels, d,
+                                    interpolation_scale=max(cfg.sample_size // 64, 1))
+        self.transformer_blocks = nn.ModuleList([LatteBlock(cfg, cross_attention=cfg.cross_attention_dim is not None)
+                                                 for _ in range(cfg.num_layers)])
+        self.temporal_transformer_blocks = nn.ModuleList([LatteBlock(cfg, cross_attention=False)
+                                                          for _ in range(cfg.num_layers)])
+        self.norm_out = LayerNorm(d, 1e-6, elementwise_affine=False)
+        self.scale_shift_table = jt.randn((2, d)) / d ** 0.5
+        self.proj_out = nn.Linear(d, cfg.patch_size ** 2 * cfg.output_channels)
+        self.adaln_single = AdaLayerNormSingle(d)
+        self.caption_projection = CaptionProjection(cfg.caption_channels, d)
+        temp = sincos_1d(d, np.arange(cfg.video_length)).astype(np.float32)
+        self._temp_pos_embed = jt.array(temp[None]).stop_grad()        # (1, video_length, D)
+
+    def execute(self, x: jt.Var, t: jt.Var, text: jt.Var, text_mask: jt.Var | None = None,
+                enable_temporal: bool = True) -> jt.Var:
+        b, _, frames, h, w = x.shape
+        p, d = self.config.patch_size, self.config.hidden_size
+        if enable_temporal and frames > self.config.video_length:
+            raise ValueError(f"{frames} frames but the model's temporal table has {self.config.video_length}")
+        x = x.permute(0, 2, 1, 3, 4).reshape((b * frames, x.shape[1], h, w))
+        tokens = self.pos_embed(x)                                    # (B*T, N, D)
+        n = tokens.shape[1]
+        t6, t_emb = self.adaln_single(t)                              # (B, 6D), (B, D)
+        context = repeat_rows(self.caption_projection(text), frames)  # (B*T, S, D)
+        mask = repeat_rows(text_mask, frames) if text_mask is not None else None
+        t6_spatial, t6_temporal = repeat_rows(t6, frames), repeat_rows(t6, n)
+        for i, (spatial, temporal) in enumerate(zip(self.transformer_blocks, self.temporal_transformer_blocks)):
+            tokens = spatial(tokens, t6_spatial, context, mask)
+            if not enable_temporal:
+                continue
+            tokens = tokens.reshape((b, frames, n, d)).permute(0, 2, 1, 3).reshape((b * n, frames, d))
+            if i == 0 and frames > 1:
+                tokens = tokens + self._temp_pos_embed[:, :frames]
+            tokens = temporal(tokens, t6_temporal)
+            tokens = tokens.reshape((b, n, frames, d)).permute(0, 2, 1, 3).reshape((b * frames, n, d))
+        mod = self.scale_shift_table.unsqueeze(0) + repeat_rows(t_emb, frames).unsqueeze(1)   # (B*T, 2, D)
+        tokens = self.norm_out.modulate(tokens, mod[:, 0], mod[:, 1])
+        out = unpatchify(self.proj_out(tokens), (h // p, w // p), p, self.config.output_channels)
+        return out.reshape((b, frames) + tuple(out.shape[1:])).permute(0, 2, 1, 3, 4)
