@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m cli demo --out demo_out
+	bash scripts/demo.sh demo_out
 
 # pytest's exit 5 means no test ran: that is a failure, not a pass.
 test: $(STAMP)
