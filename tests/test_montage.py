@@ -202,10 +202,12 @@ def test_bad_options_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["montage", "x.md", "--library", "l", "--out", "o.mp4", "--pace", "warp"])
     assert e.value.code == 2 and capsys.readouterr().err.count("\n") == 1
-    with pytest.raises(MontageError):
-        MontageRequest  # noqa: B018 - keep the import used
-        from montage.render import RenderConfig
+    from montage.render import RenderConfig
+    with pytest.raises(MontageError, match="bad film size"):
         RenderConfig(width=161, height=90)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["montage", str(tmp_path / "x.md"), "--library", "l", "--out", "o.mp4", "--size", "12x"])
+    assert e.value.code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
 def test_empty_library_gives_title_cards_and_says_so(tmp_path):
