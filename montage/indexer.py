@@ -115,7 +115,7 @@ class Analysis:
     info: video.VideoInfo
     stats: feat.FrameStats
     ranges: list[tuple[int, int]]          # sampled-frame ranges of the shots
-    times: list[tuple[float, float]]       # the same in seconds
+    times: list[tuple[float, float]]       # the same in seconds (kept inside the cuts)
 
 
 def analyse_video(path: str | Path, cfg: IndexConfig) -> Analysis:
@@ -131,7 +131,10 @@ def analyse_video(path: str | Path, cfg: IndexConfig) -> Analysis:
     a = stats.arrays()
     ranges = detect_cuts(a["hist"], a["change"], a["brightness"], cfg.sample_fps, cfg.cut)
     duration = info.duration if info.duration > 0 else len(stats) / cfg.sample_fps
-    times = to_times(ranges, len(stats), cfg.sample_fps, duration)
+    frame_s = 1.0 / info.fps if info.fps > 0 else 0.04
+    # With B-frames skipped a sample may come from up to two frames away (x264's usual runs).
+    slack = (2.0 if cfg.fast_decode else 0.5) * frame_s
+    times = to_times(ranges, len(stats), cfg.sample_fps, duration, slack=slack, frame_s=frame_s)
     kept = [(r, t) for r, t in zip(ranges, times) if t[1] > t[0]]
     return Analysis(info, stats, [r for r, _ in kept], [t for _, t in kept])
 

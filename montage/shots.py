@@ -132,13 +132,20 @@ def _segments(n: int, cuts: list[int], black: np.ndarray, min_len: int) -> list[
     return merged
 
 
-def to_times(ranges: list[tuple[int, int]], n: int, sample_fps: float, duration: float) -> list[tuple[float, float]]:
-    """Frame ranges -> (start, end) seconds. A boundary between sampled frames i-1 and i is put
-    half-way, (i - 0.5) / fps, so it is within half a sampling interval of the true cut."""
+def to_times(ranges: list[tuple[int, int]], n: int, sample_fps: float, duration: float,
+             slack: float = 0.0, frame_s: float = 0.0) -> list[tuple[float, float]]:
+    """Frame ranges -> (start, end) seconds, kept inside the shot.
+
+    A cut found between sampled frames i-1 and i lies somewhere between their times, so the
+    next shot starts at frame i's time and the previous one ends one source frame (`frame_s`)
+    after frame i-1's time: no shot shows a frame of its neighbour, at the price of under one
+    sampling interval. `slack` is how far a sample's true time may be from i / sample_fps
+    (decoding that skips B-frames takes the nearest decoded frame); both ends move in by it.
+    """
     out = []
     for a, b in ranges:
-        start = 0.0 if a == 0 else (a - 0.5) / sample_fps
-        end = duration if b >= n else (b - 0.5) / sample_fps
+        start = 0.0 if a == 0 else a / sample_fps + slack
+        end = duration if b >= n else (b - 1) / sample_fps + frame_s - slack
         end = min(end, duration) if duration > 0 else end
         if end > start:
             out.append((round(start, 3), round(end, 3)))
