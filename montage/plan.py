@@ -364,12 +364,17 @@ def unit_times(units: Sequence[Unit], cfg: PlanConfig) -> list[tuple[float, floa
     return out
 
 
-def _slots(units: Sequence[Unit], times: list[tuple[float, float]], cfg: PlanConfig) -> list[_Slot]:
-    """Cut each unit into ~pace-length slots on frame boundaries."""
+def _slots(units: Sequence[Unit], times: list[tuple[float, float]], cfg: PlanConfig,
+           budget: int | None = None) -> list[_Slot]:
+    """Cut each unit into ~pace-length slots on frame boundaries. When the pace asks for more
+    shots than `budget` (the library's), every unit gets one shot instead."""
     slots = []
     target = PACE_SECONDS[cfg.pace]
-    for i, (u, (s, e)) in enumerate(zip(units, times)):
-        n = 1 if u.kind == "title" or u.pin is not None else max(1, int(round((e - s) / target)))
+    counts = [1 if u.kind == "title" or u.pin is not None else max(1, int(round((e - s) / target)))
+              for u, (s, e) in zip(units, times)]
+    if budget is not None and sum(c for c, u in zip(counts, units) if u.kind == "text") > budget:
+        counts = [1] * len(units)
+    for i, (n, (s, e)) in enumerate(zip(counts, times)):
         edges = [snap(s + (e - s) * j / n, cfg.fps) for j in range(n + 1)]
         slots += [_Slot(i, a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
     return slots
@@ -541,7 +546,7 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
     unit_vecs = np.asarray(unit_vecs, dtype=np.float32).reshape(len(units), -1)
     times = unit_times(units, cfg)
     keys = [u.key() for u in units]
-    slots = _slots(units, times, cfg)
+    slots = _slots(units, times, cfg, budget=len(table))
     row_of = table.row_of()
 
     # Incremental: keep the unchanged prefix of a compatible previous plan.

@@ -299,3 +299,12 @@ def test_replan_reuses_retrieval_of_known_sentences(monkeypatch):
     p2 = plan(moved, table, uv2, previous=Plan.from_dict(json.loads(json.dumps(p1.to_dict()))))
     assert seen == ["a new sentence"] and p2.replanned_from == 0
     assert p2.units[0].shots[0].shot_id == p1.units[6].shots[0].shot_id
+
+
+def test_pace_gives_way_when_the_library_is_small():
+    shots, v = make_table(6, seed=13)
+    table = ShotTable.from_shots(shots, v)
+    units = [Unit(text=f"u{i}", duration=6.0) for i in range(5)]
+    p = plan(units, table, v[:5], PlanConfig(pace="fast"))      # fast wants ~3 shots per unit
+    assert [len(u.shots) for u in p.units] == [1] * 5
+    assert len({s.shot_id for s in p.slots()}) == 5
