@@ -219,3 +219,27 @@ def test_empty_library_gives_title_cards_and_says_so(tmp_path):
     assert all(s.kind == "title" for s in res.plan.slots())
     assert all("no footage" in u.note for u in res.plan.units)
     assert probe(tmp_path / "f.mp4")["format"]["duration"]
+
+
+def test_index_then_montage_through_the_cli(tmp_path, capsys):
+    """Part A's indexer builds the library from clips with sidecar captions; the montage uses it."""
+    footage = tmp_path / "footage"
+    footage.mkdir()
+    for name, colour, caption in (("boat", "navy", "a fisherman casts his net from a small boat"),
+                                  ("snow", "white", "snow falls on a quiet mountain village"),
+                                  ("cat", "brown", "a cat sleeps on a sunny windowsill")):
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=s=160x90:r=24:d=3,drawbox=c={colour}@0.7:t=fill", "-c:v", "libx264",
+                        "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(footage / f"{name}.mp4")],
+                       check=True)
+        (footage / f"{name}.txt").write_text(caption, encoding="utf-8")
+    assert cli.main(["index", str(footage), "--library", str(tmp_path / "lib"), "--quiet"]) == 0
+    (tmp_path / "t.txt").write_text("A kitten dozes in the sun by the window. "
+                                    "From his little boat, the fisherman throws out his net.",
+                                    encoding="utf-8")
+    out = tmp_path / "f.mp4"
+    assert cli.main(["montage", str(tmp_path / "t.txt"), "--library", str(tmp_path / "lib"),
+                     "--out", str(out), *SIZE]) == 0
+    plan = json.loads(out.with_suffix(".plan.json").read_text())
+    assert [Path(u["shots"][0]["source"]).name for u in plan["units"]] == ["cat.mp4", "boat.mp4"]
+    assert "film:" in capsys.readouterr().out
