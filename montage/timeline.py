@@ -105,6 +105,8 @@ def to_edl(plan: Plan, title: str, crossfade: float = 0.0) -> str:
     title_clean = "".join(ch if ch.isprintable() else " " for ch in title)[:70]
     lines = [f"TITLE: {title_clean}", "FCM: NON-DROP FRAME", ""]
     reels: dict[str, str] = {}
+    prev: tuple[str, int] | None = None            # (reel, source out frame) of the last event
+    fade = _frames(crossfade, fps)
     for n, (u, s) in enumerate(((u, s) for u in plan.units for s in u.shots), 1):
         rec_in, rec_out = _frames(s.start, fps), _frames(s.end, fps)
         dur = rec_out - rec_in
@@ -112,9 +114,16 @@ def to_edl(plan: Plan, title: str, crossfade: float = 0.0) -> str:
             src_in, reel = 0, "BL"
         else:
             src_in, reel = _frames(s.in_point, fps), _reel(s.source, reels)
-        trans = "C   " if n == 1 or crossfade <= 0 else f"D    {_frames(crossfade, fps):03d}"
-        lines.append(f"{n:03d}  {reel:<8} V     {trans:<8} {timecode(src_in, fps)} "
-                     f"{timecode(src_in + dur, fps)} {timecode(rec_in, fps)} {timecode(rec_out, fps)}")
+        src_tc = f"{timecode(src_in, fps)} {timecode(src_in + dur, fps)}"
+        rec_tc = f"{timecode(rec_in, fps)} {timecode(rec_out, fps)}"
+        if prev is None or fade <= 0:
+            lines.append(f"{n:03d}  {reel:<8} V     C        {src_tc} {rec_tc}")
+        else:  # a dissolve: the outgoing source as a zero-length cut, then the incoming with D
+            out_tc = timecode(prev[1], fps)
+            lines.append(f"{n:03d}  {prev[0]:<8} V     C        {out_tc} {out_tc} "
+                         f"{timecode(rec_in, fps)} {timecode(rec_in, fps)}")
+            lines.append(f"{n:03d}  {reel:<8} V     D    {fade:03d} {src_tc} {rec_tc}")
+        prev = (reel, src_in + dur)
         if s.kind == "title":
             lines.append(f"* TITLE CARD: {_comment(s.title)}")
         else:

@@ -171,6 +171,8 @@ def test_srt_otio_edl(clips):
     edl = to_edl(p, "film")
     events = [ln for ln in edl.splitlines() if ln[:3].isdigit()]
     assert len(events) == len(p.slots()) and events[0].split()[-1] == events[1].split()[-2]
+    dissolves = [ln for ln in to_edl(p, "film", crossfade=0.5).splitlines() if " D    012 " in ln]
+    assert len(dissolves) == len(p.slots()) - 1
 
 
 def test_missing_source_and_unwritable_output(clips, tmp_path):
