@@ -617,7 +617,7 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
         slot_rel.append(rel)
         slot_sim.append(sim)
 
-    solver, path, cost = "none", [], 0.0
+    solver, path, cost = (previous.solver if kept else "none"), [], 0.0
     unary_terms, trans_terms = [], []
     if todo:
         for sl, rows, rel in zip(todo, slot_rows, slot_rel):
