@@ -24,7 +24,7 @@ GRAD_CHUNKS = 16
 
 def _lit(x: float) -> str:
     """A C float literal for x."""
-    return f"{float(x):.9g}f".replace("inff", "INFINITY")
+    return f"{float(x):.9e}f"  # always has an exponent: "8f" would not be a C literal
 
 
 def _code(shapes, inputs, cpu_src: str, cuda_src: str = ""):

@@ -41,9 +41,19 @@ def layernorm_modulate(x, shift, scale, eps: float = 1e-6):
     return y * (1.0 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
+def stable_sigmoid(u):
+    """sigmoid through exp(-|u|): exact tails and finite gradients everywhere.
+
+    jt.sigmoid clamps its input at -30 (sigmoid(-200) = 9e-14) and jt.tanh's gradient is NaN
+    for large negative inputs, so the reference path builds both from this.
+    """
+    e = jt.exp(-jt.abs(u))
+    return jt.ternary(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 def gelu_tanh(u):
-    """GELU, tanh approximation (PyTorch's approximate='tanh')."""
-    return 0.5 * u * (1.0 + jt.tanh(GELU_C * (u + GELU_K * u * u * u)))
+    """GELU, tanh approximation (PyTorch's approximate='tanh'): 0.5 u (1 + tanh z) = u sigmoid(2z)."""
+    return u * stable_sigmoid(2.0 * GELU_C * (u + GELU_K * u * u * u))
 
 
 def bias_gelu(x, bias):
@@ -87,7 +97,7 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-6, si
     if bias is not None:
         y = y + bias.reshape(bshape)
     if silu:
-        y = y * jt.sigmoid(y)
+        y = y * stable_sigmoid(y)
     return y
 
 

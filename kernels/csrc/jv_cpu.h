@@ -434,55 +434,75 @@ static inline void load_rows_t(float* dst, int ncol_pad, int Dp, const float* sr
 }
 
 // q (BH, L, D), k/v (BH, S, D) -> o (BH, L, D), lse (BH, L) of the scaled scores.
+// A task is one (b, h) and a range of query blocks: it packs K^T and V once (zero padded to
+// tile multiples, O(S) per thread), then streams its query blocks over the key tiles with an
+// online softmax. The L x S score matrix never exists; one BR x BC tile lives in L1.
 static void attn_fwd(const float* q, const float* k, const float* v, float* o, float* lse, int BH,
                      int L, int S, int D, float scale) {
   const int Dp = (D + 15) & ~15;
+  const int Sp = (S + BC - 1) / BC * BC;
   const int nqb = (L + BR - 1) / BR;
+  // split each (b, h) into enough query ranges to keep every thread busy
+  const int nsplit = std::min(nqb, std::max(1, (4 * omp_get_max_threads() + BH - 1) / BH));
 #pragma omp parallel
   {
-    float *Qs = falloc(BR * Dp), *Kt = falloc(Dp * BC), *Vb = falloc(BC * Dp);
+    float *Qs = falloc(BR * Dp), *Kt = falloc((long)Dp * Sp), *Vp = falloc((long)Sp * Dp);
     float *Sb = falloc(BR * BC), *acc = falloc(BR * Dp);
     float m[BR], l[BR];
+    long packed = -1;
 #pragma omp for schedule(dynamic, 1)
-    for (long t = 0; t < (long)BH * nqb; t++) {
-      const long bh = t / nqb;
-      const int i0 = (t % nqb) * BR, rows = std::min(BR, L - i0);
-      load_rows(Qs, BR, Dp, q + (bh * L + i0) * D, rows, D, scale);
-      std::memset(acc, 0, sizeof(float) * BR * Dp);
-      for (int i = 0; i < BR; i++) { m[i] = -1e30f; l[i] = 0.f; }
-      for (int j0 = 0; j0 < S; j0 += BC) {
-        const int cols = std::min(BC, S - j0);
-        load_rows_t(Kt, BC, Dp, k + (bh * S + j0) * D, cols, D);
-        load_rows(Vb, BC, Dp, v + (bh * S + j0) * D, cols, D, 1.0f);
-        std::memset(Sb, 0, sizeof(float) * BR * BC);
-        gemm_acc(BR, BC, Dp, Qs, Dp, Kt, BC, Sb, BC);
-        for (int i = 0; i < BR; i++) {
-          float* s = Sb + i * BC;
-          if (i >= rows) { std::memset(s, 0, sizeof(float) * BC); continue; }
-          for (int j = cols; j < BC; j++) s[j] = -1e30f;
-          vf mx = vload(s);
-          for (int j = VL; j < BC; j += VL) { vf x = vload(s + j); mx = x > mx ? x : mx; }
-          const float mnew = std::max(m[i], hmax(mx));
-          for (int j = 0; j < BC; j += VL) vstore(s + j, vexp(vload(s + j) - mnew));
-          for (int j = cols; j < BC; j++) s[j] = 0.f;
-          vf sum = {};
-          for (int j = 0; j < BC; j += VL) sum += vload(s + j);
-          const float alpha = std::exp(m[i] - mnew);
-          l[i] = l[i] * alpha + hsum(sum);
-          float* a = acc + i * Dp;
-          for (int d = 0; d < Dp; d += VL) vstore(a + d, vload(a + d) * alpha);
-          m[i] = mnew;
-        }
-        gemm_acc(BR, Dp, BC, Sb, BC, Vb, Dp, acc, Dp);
+    for (long t = 0; t < (long)BH * nsplit; t++) {
+      const long bh = t / nsplit;
+      const int part = t % nsplit;
+      if (packed != bh) {  // K^T block-major (Dp x BC per key tile): unit stride in gemm
+        for (int j0 = 0; j0 < S; j0 += BC)
+          load_rows_t(Kt + (long)j0 * Dp, BC, Dp, k + (bh * S + j0) * D, std::min(BC, S - j0), D);
+        load_rows(Vp, Sp, Dp, v + bh * S * D, S, D, 1.0f);
+        packed = bh;
       }
-      for (int i = 0; i < rows; i++) {
-        const float inv = 1.0f / l[i];
-        float* orow = o + (bh * L + i0 + i) * D;
-        for (int d = 0; d < D; d++) orow[d] = acc[i * Dp + d] * inv;
-        lse[bh * L + i0 + i] = m[i] + std::log(l[i]);
+      for (int qb = nqb * part / nsplit; qb < nqb * (part + 1) / nsplit; qb++) {
+        const int i0 = qb * BR, rows = std::min(BR, L - i0);
+        load_rows(Qs, BR, Dp, q + (bh * L + i0) * D, rows, D, scale);
+        std::memset(acc, 0, sizeof(float) * BR * Dp);
+        for (int i = 0; i < BR; i++) { m[i] = -1e30f; l[i] = 0.f; }
+        for (int j0 = 0; j0 < S; j0 += BC) {
+          const int cols = std::min(BC, S - j0);
+          std::memset(Sb, 0, sizeof(float) * BR * BC);
+          gemm_acc(BR, BC, Dp, Qs, Dp, Kt + (long)j0 * Dp, BC, Sb, BC);
+          for (int i = 0; i < BR; i++) {
+            float* s = Sb + i * BC;
+            if (i >= rows) { std::memset(s, 0, sizeof(float) * BC); continue; }
+            for (int j = cols; j < BC; j++) s[j] = -1e30f;
+            vf mx = vload(s);
+            for (int j = VL; j < BC; j += VL) { vf x = vload(s + j); mx = x > mx ? x : mx; }
+            const float mnew = std::max(m[i], hmax(mx));
+            vf sum = {};
+            for (int j = 0; j < BC; j += VL) {
+              vf p = vexp(vload(s + j) - mnew);
+              vstore(s + j, p);
+              sum += p;
+            }
+            float extra = 0.f;  // masked columns: exp clamps at e^-87, not 0
+            for (int j = cols; j < BC; j++) { extra += s[j]; s[j] = 0.f; }
+            const float alpha = std::exp(m[i] - mnew);
+            l[i] = l[i] * alpha + hsum(sum) - extra;
+            if (alpha != 1.0f) {
+              float* a = acc + i * Dp;
+              for (int d = 0; d < Dp; d += VL) vstore(a + d, vload(a + d) * alpha);
+            }
+            m[i] = mnew;
+          }
+          gemm_acc(BR, Dp, BC, Sb, BC, Vp + (long)j0 * Dp, Dp, acc, Dp);
+        }
+        for (int i = 0; i < rows; i++) {
+          const float inv = 1.0f / l[i];
+          float* orow = o + (bh * L + i0 + i) * D;
+          for (int d = 0; d < D; d++) orow[d] = acc[i * Dp + d] * inv;
+          lse[bh * L + i0 + i] = m[i] + std::log(l[i]);
+        }
       }
     }
-    free(Qs); free(Kt); free(Vb); free(Sb); free(acc);
+    free(Qs); free(Kt); free(Vp); free(Sb); free(acc);
   }
 }
 
