@@ -215,9 +215,14 @@ def run(args: argparse.Namespace) -> int:
     res = make_montage(req)
     p = res.plan
     n_slots = sum(len(u.shots) for u in p.units)
+    if res.replanned_from >= len(p.units):
+        how = "text unchanged: previous plan kept"
+    elif res.replanned_from:
+        how = f"re-planned from unit {res.replanned_from + 1}"
+    else:
+        how = "planned"
     print(f"film: {res.outputs['film']}  {p.duration:.2f} s, {len(p.units)} units, {n_slots} shots "
-          f"(solver {p.solver}, planned from unit {res.replanned_from + 1 if res.replanned_from < len(p.units) else '-'} "
-          f"in {res.seconds['plan']:.2f} s)")
+          f"({how}, solver {p.solver}, {res.seconds['plan']:.2f} s)")
     print(f"segments: {res.rendered} rendered, {res.reused} reused from the cache "
           f"({res.seconds['render']:.1f} s)")
     for u in p.units:

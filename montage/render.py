@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .errors import MontageError
 from .plan import Plan, PlannedShot
 from .subtitles import caption_png, title_png
@@ -278,7 +280,7 @@ def render_film(plan: Plan, out: str | os.PathLike, cfg: RenderConfig, cache_dir
             f.writelines(f"file '{p.name}'\n" for p in paths)
         if narration is not None:
             audio_in = ["-i", file_arg(narration)]
-            audio_filter = [f"loudnorm=I={cfg.loudness}:TP=-1.5:LRA=11,aresample={cfg.audio_rate},apad"]
+            audio_filter = [f"{loudnorm_filter(narration, cfg.loudness)},aresample={cfg.audio_rate},apad"]
         else:
             audio_in = ["-f", "lavfi", "-i", f"anullsrc=r={cfg.audio_rate}:cl=stereo"]
             audio_filter = []
@@ -311,6 +313,24 @@ def render_film(plan: Plan, out: str | os.PathLike, cfg: RenderConfig, cache_dir
     return RenderResult(path=out, segments=len(segments), rendered=rendered,
                         reused=len(segments) - len(rendered), seconds=time.perf_counter() - t0,
                         duration=total)
+
+
+def loudnorm_filter(audio: Path, target: float = -16.0) -> str:
+    """Two-pass EBU R128 normalisation: measure `audio` (fast, audio only), then a linear
+    loudnorm with the measured values. Falls back to one-pass loudnorm if measuring fails."""
+    base = f"loudnorm=I={target}:TP=-1.5:LRA=11"
+    proc = subprocess.run([ffmpeg_bin(), "-hide_banner", "-nostdin", "-i", file_arg(audio), "-af",
+                           base + ":print_format=json", "-f", "null", "-"], capture_output=True, text=True)
+    try:
+        m = json.loads(proc.stderr[proc.stderr.rindex("{"):proc.stderr.rindex("}") + 1])
+        vals = {k: float(m[k]) for k in ("input_i", "input_tp", "input_lra", "input_thresh", "target_offset")}
+    except (ValueError, KeyError):
+        return base
+    if not all(np.isfinite(v) for v in vals.values()):  # silence measures -inf
+        return base
+    return (f"{base}:measured_I={vals['input_i']:.2f}:measured_TP={vals['input_tp']:.2f}:"
+            f"measured_LRA={vals['input_lra']:.2f}:measured_thresh={vals['input_thresh']:.2f}:"
+            f"offset={vals['target_offset']:.2f}:linear=true")
 
 
 def prune_cache(cache_dir: Path, keep: set[str], max_bytes: int = 2 << 30) -> int:

@@ -121,6 +121,11 @@ def test_montage_end_to_end_with_narration(library, tmp_path, capsys):
     assert kinds["video"]["codec_name"] == "h264" and kinds["audio"]["codec_name"] == "aac"
     assert abs(float(info["format"]["duration"]) - plan["duration"]) <= 1 / FPS + 0.03
     assert int(kinds["video"]["nb_frames"]) == round(plan["duration"] * FPS)
+    # Loudness normalised (EBU R128, target -16 LUFS).
+    meter = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", "file:" + str(out), "-map", "0:a",
+                            "-af", "ebur128", "-f", "null", "-"], capture_output=True, text=True).stderr
+    lufs = float(meter.rsplit("I:", 1)[1].split("LUFS")[0])
+    assert abs(lufs - (-16.0)) <= 1.5, lufs
     cues = read_srt(out.with_suffix(".srt"))
     assert abs(cues[0].start - units[0]["start"]) < 1e-3
     assert " ".join(c.text.replace("\n", " ") for c in cues) == " ".join(texts)
