@@ -40,6 +40,7 @@ class MontageRequest:
     workers: int = 2
     size: tuple[int, int] | None = None      # overrides the aspect's default size (tests)
     progress: bool = False
+    plan_only: bool = False                  # plan, timelines, SRT and storyboard; no MP4
 
 
 @dataclass
@@ -140,11 +141,12 @@ def make_montage(req: MontageRequest) -> MontageResult:
 
     # Render.
     t = time.perf_counter()
-    narration = None
+    narration, result = None, None
     if req.narrate:
         track = [(spoken[id(u)], pu.start) for u, pu in zip(units, the_plan.units) if id(u) in spoken]
         narration = build_track(track, the_plan.duration, cache / "narration.wav")
-    result = render_film(the_plan, out, rcfg, cache / "segments", narration)
+    if not req.plan_only:
+        result = render_film(the_plan, out, rcfg, cache / "segments", narration)
     times["render"] = time.perf_counter() - t
 
     # Sidecars.
@@ -162,8 +164,11 @@ def make_montage(req: MontageRequest) -> MontageResult:
     the_plan.save(outputs["plan"])
     the_plan.save(cache / "plan.json")
     times["sidecars"] = time.perf_counter() - t
-    return MontageResult(plan=the_plan, outputs=outputs, rendered=len(result.rendered),
-                         reused=result.reused, replanned_from=the_plan.replanned_from, seconds=times)
+    if req.plan_only:
+        del outputs["film"]
+    return MontageResult(plan=the_plan, outputs=outputs, rendered=len(result.rendered) if result else 0,
+                         reused=result.reused if result else 0, replanned_from=the_plan.replanned_from,
+                         seconds=times)
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -201,6 +206,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fallback", choices=["best", "title"], default="best",
                    help="for a unit with no good match: the best available shot or a title card")
     p.add_argument("--plan-json", type=Path, default=None, help="where to write the plan (default OUT.plan.json)")
+    p.add_argument("--plan-only", action="store_true",
+                   help="write the plan, SRT, timelines and storyboard but render no MP4")
     p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                    help="segments encoded at once")
     p.set_defaults(func=run)
@@ -211,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
                          aspect=args.aspect, pace=args.pace, movement=args.movement,
                          transition=args.transition, narrate=args.narrate, subtitles=args.subtitles,
                          plan_json=args.plan_json, fps=args.fps, fit=args.fit, fallback=args.fallback,
-                         workers=args.workers, size=args.size, progress=sys.stderr.isatty())
+                         workers=args.workers, size=args.size, progress=sys.stderr.isatty(),
+                         plan_only=args.plan_only)
     res = make_montage(req)
     p = res.plan
     n_slots = sum(len(u.shots) for u in p.units)
@@ -221,10 +229,12 @@ def run(args: argparse.Namespace) -> int:
         how = f"re-planned from unit {res.replanned_from + 1}"
     else:
         how = "planned"
-    print(f"film: {res.outputs['film']}  {p.duration:.2f} s, {len(p.units)} units, {n_slots} shots "
+    target = res.outputs.get("film", "(plan only)")
+    print(f"film: {target}  {p.duration:.2f} s, {len(p.units)} units, {n_slots} shots "
           f"({how}, solver {p.solver}, {res.seconds['plan']:.2f} s)")
-    print(f"segments: {res.rendered} rendered, {res.reused} reused from the cache "
-          f"({res.seconds['render']:.1f} s)")
+    if "film" in res.outputs:
+        print(f"segments: {res.rendered} rendered, {res.reused} reused from the cache "
+              f"({res.seconds['render']:.1f} s)")
     for u in p.units:
         if u.note:
             print(f"  unit {u.index + 1}: {u.note}")

@@ -248,3 +248,12 @@ def test_index_then_montage_through_the_cli(tmp_path, capsys):
     plan = json.loads(out.with_suffix(".plan.json").read_text())
     assert [Path(u["shots"][0]["source"]).name for u in plan["units"]] == ["cat.mp4", "boat.mp4"]
     assert "film:" in capsys.readouterr().out
+
+
+def test_plan_only_writes_no_film(library, tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("Wild horses run through the field.", encoding="utf-8")
+    out = tmp_path / "f.mp4"
+    rc = cli.main(["montage", str(tmp_path / "t.txt"), "--library", str(library), "--out", str(out),
+                   "--plan-only", *SIZE])
+    assert rc == 0 and "(plan only)" in capsys.readouterr().out
+    assert not out.exists() and out.with_suffix(".plan.json").is_file() and out.with_suffix(".edl").is_file()
