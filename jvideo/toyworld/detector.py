@@ -28,8 +28,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .render import (_PATTERN_SCALE, CIRCLE_R, SQUARE_HALF, STAR_R, STAR_r, TRIANGLE_R,
-                     apply_lighting, background_rows, shape_sdf)
+from .render import (CIRCLE_R, SQUARE_HALF, STAR_R, STAR_r, TRIANGLE_R, apply_lighting,
+                     background_rows, pattern_mask, shape_sdf)
 from .world import (ALLOWED_LIGHTINGS, BACKGROUNDS, CAMERA_SCALE, COLOUR_NAMES, COLOURS,
                     LIGHTING_TINT, SIZE_FACTOR)
 
@@ -41,9 +41,9 @@ UNIT_AREA = {
     "star": 5 * STAR_R * STAR_r * math.sin(math.pi / 5),
 }
 MIN_OBJECT_PX = 12          # smaller masks are noise, not an object
-SECONDARY_MIN_SHARE = 0.08  # below this share of named pixels, the object is solid
-NAMING_RADIUS = 85.0         # un-lit pixels farther than this from every palette colour are unnamed
-RIM_PX = 0.8                # the mask's radius exceeds the object's by this (measured on renders)       # un-lit pixels farther than this from every palette colour are unnamed
+SECONDARY_MIN_SHARE = 0.07  # below this share of named pixels, the object is solid
+NAMING_RADIUS = 100.0        # un-lit pixels farther than this from every palette colour are unnamed
+RIM_PX = 0.8                # the mask's radius exceeds the object's by this (measured on renders)
 
 
 @dataclass
@@ -240,55 +240,6 @@ def name_pixels(rgb: np.ndarray, lighting: str) -> np.ndarray:
     return np.where(np.min(d, axis=-1) <= NAMING_RADIUS, idx, -1)
 
 
-def _components_stats(m: np.ndarray) -> tuple[int, float]:
-    """Number of components of >= 2 pixels and their mean elongation (sqrt eigenvalue ratio)."""
-    lab = label(m)
-    ids, counts = np.unique(lab[lab > 0], return_counts=True)
-    elong = []
-    for j, c in zip(ids, counts):
-        if c < 2:
-            continue
-        ys, xs = np.nonzero(lab == j)
-        cov = np.cov(np.stack([xs, ys]).astype(float)) + np.eye(2) / 12  # pixel extent
-        ev = np.linalg.eigvalsh(cov)
-        elong.append(math.sqrt(ev[1] / max(ev[0], 1e-6)))
-    return len(elong), float(np.mean(elong)) if elong else 0.0
-
-
-def pattern_features(names: np.ndarray, mask: np.ndarray, secondary: int, unit_r: float,
-                     shape: str) -> dict | None:
-    """Layout of the secondary colour inside one frame's mask, in units of the pattern's scale
-    (`unit_r` = object radius in pixels; names: (H, W) palette ids)."""
-    area = int(mask.sum())
-    if area < 30:
-        return None
-    ys, xs = np.nonzero(mask)
-    cy, cx = ys.mean(), xs.mean()
-    k = _PATTERN_SCALE[shape] * unit_r
-    sec = (names == secondary) & mask
-    n = int(sec.sum())
-    if n < 2:
-        return {"share": n / area, "offset": 0.0, "elong": 0.0, "centre": 0.0}
-    sy, sx = np.nonzero(sec)
-    offset = math.hypot(sy.mean() - cy, sx.mean() - cx) / k
-    near = (ys - cy) ** 2 + (xs - cx) ** 2 <= (0.2 * k) ** 2 + 0.5
-    centre = float(sec[ys[near], xs[near]].mean()) if near.any() else 0.0
-    _, elong = _components_stats(sec)
-    return {"share": n / area, "offset": offset, "elong": elong, "centre": centre}
-
-
-def classify_pattern(f: dict) -> tuple[str, float]:
-    """Split: secondary off-centre; dots: a dot covers the centre; stripes: elongated bands;
-    ring: one round band around an empty centre."""
-    if f["offset"] > 0.35:
-        return "split", min(1.0, (f["offset"] - 0.35) / 0.2)
-    if f["centre"] >= 0.3:
-        return "dots", min(1.0, (f["centre"] - 0.3) / 0.3)
-    if f["elong"] >= 2.0:
-        return "stripes", min(1.0, (f["elong"] - 2.0) / 1.0)
-    return "ring", min(1.0, (2.0 - f["elong"]) / 1.0)
-
-
 # ----------------------------------------------------------------------------------------------
 # Shape, size, motion.
 
@@ -298,33 +249,72 @@ _ROTATIONS = {"circle": np.zeros(1), "square": np.linspace(0, math.pi / 2, 9, en
               "star": np.linspace(0, 2 * math.pi / 5, 8, endpoint=False)}
 
 
-def shape_scores(mask: np.ndarray) -> dict[str, float] | None:
-    """Best soft IoU of one frame's mask with each catalogue shape of the same area, centred on
-    the mask's centroid, over rotations. None when the mask is too small to judge."""
+def _frame_grid(mask: np.ndarray, pad: int = 3):
+    """Pixel-centre offsets (N,) from the mask's centroid over its padded bbox, and the bbox."""
+    ys, xs = np.nonzero(mask)
+    cy, cx = ys.mean() + 0.5, xs.mean() + 0.5
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, mask.shape[0])
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, mask.shape[1])
+    gy, gx = np.mgrid[y0:y1, x0:x1]
+    return gx.reshape(-1) + 0.5 - cx, gy.reshape(-1) + 0.5 - cy, (y0, y1, x0, x1)
+
+
+def _rotate(px: np.ndarray, py: np.ndarray, angles: np.ndarray, r: float):
+    """Unit-shape coords (rotations, N) of pixel offsets, as the renderer maps them."""
+    c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    return (c * px + s * py) / r, (-s * px + c * py) / r
+
+
+def shape_scores(mask: np.ndarray) -> dict[str, tuple[float, float]] | None:
+    """Best soft IoU, and its angle, of one frame's mask with each catalogue shape of the same
+    area centred on the mask's centroid, over rotations. None when the mask is too small."""
     area = float(mask.sum())
     if area < 25:
         return None
-    ys, xs = np.nonzero(mask)
-    cy, cx = ys.mean() + 0.5, xs.mean() + 0.5
-    pad = 3
-    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, mask.shape[0])
-    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, mask.shape[1])
+    px, py, (y0, y1, x0, x1) = _frame_grid(mask)
     m = mask[y0:y1, x0:x1].astype(np.float32).reshape(-1)
-    gy, gx = np.mgrid[y0:y1, x0:x1]
-    px, py = (gx.reshape(-1) + 0.5 - cx), (gy.reshape(-1) + 0.5 - cy)
     scores = {}
     for shape, angles in _ROTATIONS.items():
         r = math.sqrt(area / UNIT_AREA[shape])
-        c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
-        u, v = (c * px + s * py) / r, (-s * px + c * py) / r  # (rotations, pixels)
+        u, v = _rotate(px, py, angles, r)
         cover = np.clip(shape_sdf(shape, u, v) * r + 0.5, 0.0, 1.0)  # soft pixel coverage
         iou = np.minimum(cover, m).sum(axis=1) / np.maximum(cover, m).sum(axis=1)
-        scores[shape] = float(iou.max())
+        best = int(np.argmax(iou))
+        scores[shape] = (float(iou[best]), float(angles[best]))
     return scores
 
 
+_SUB = np.array([-0.25, 0.25])  # 2x2 sub-pixel samples for pattern templates
+PATTERN_TEMPLATES = ("stripes", "dots", "ring", "split")
+
+
+def pattern_scores(sec: np.ndarray, core: np.ndarray, mask: np.ndarray, shape: str, angle: float,
+                   r: float) -> dict[str, float]:
+    """Soft IoU, over the core pixels, between the observed secondary-colour pixels and each
+    patterned template of the detected shape. The pattern turns with the object, so its angle
+    is the shape's best angle plus any multiple of the shape's symmetry period."""
+    px, py, (y0, y1, x0, x1) = _frame_grid(mask)
+    period = {"circle": 2 * math.pi / 24, "square": math.pi / 2, "triangle": 2 * math.pi / 3,
+              "star": 2 * math.pi / 5}[shape]
+    angles = angle + period * np.arange(int(round(2 * math.pi / period)))
+    o = sec[y0:y1, x0:x1].reshape(-1).astype(np.float32)
+    keep = core[y0:y1, x0:x1].reshape(-1)
+    out = {}
+    for pattern in PATTERN_TEMPLATES:
+        cover = 0.0
+        for dy in _SUB:
+            for dx in _SUB:
+                u, v = _rotate(px[keep] + dx, py[keep] + dy, angles, r)
+                cover = cover + (pattern_mask(pattern, shape, u, v) & (shape_sdf(shape, u, v) >= 0))
+        t = cover / 4.0
+        iou = np.minimum(t, o[keep]).sum(axis=1) / np.maximum(np.maximum(t, o[keep]).sum(axis=1), 1e-6)
+        out[pattern] = float(iou.max())
+    return out
+
+
 def classify_shape(scores: dict[str, float]) -> tuple[str, float]:
-    """The best-fitting shape; confidence from the margin over the runner-up (0.1 IoU -> 1)."""
+    """The best-fitting shape (scores: median IoU per shape); confidence from the margin over
+    the runner-up (0.1 IoU -> 1)."""
     ranked = sorted(scores, key=scores.get, reverse=True)
     return ranked[0], float(min(1.0, (scores[ranked[0]] - scores[ranked[1]]) / 0.1))
 
@@ -420,10 +410,10 @@ def detect(frames: np.ndarray) -> Detection:
         return det
     det.found = True
 
-    # colours: name the (lightly smoothed) pixels of each eroded mask
+    # colours: name the pixels of each mask's core
     names = np.full((t, h, w), -1)
     near = dilate(masks)
-    names[near] = name_pixels((0.5 * x + 0.5 * smooth)[near], lighting)
+    names[near] = name_pixels(x[near], lighting)  # raw pixels: smoothing blends thin patterns
     inner = np.array([_core(m) for m in masks])
     counts = np.bincount(names[inner & (names >= 0)], minlength=len(COLOUR_NAMES)).astype(float)
     total = max(counts.sum(), 1.0)
@@ -439,25 +429,29 @@ def detect(frames: np.ndarray) -> Detection:
 
     # shape
     judged = present[np.linspace(0, len(present) - 1, min(len(present), 6)).round().astype(int)]
-    feats = [f for f in (shape_scores(masks[i]) for i in judged) if f is not None]
-    if feats:
-        med = {k: float(np.median([f[k] for f in feats])) for k in feats[0]}
+    fits = {i: shape_scores(masks[i]) for i in judged}
+    fits = {i: f for i, f in fits.items() if f is not None}
+    if fits:
+        med = {k: float(np.median([f[k][0] for f in fits.values()])) for k in UNIT_AREA}
         det.shape, det.shape_conf = classify_shape(med)
         det.features.update({f"iou_{k}": v for k, v in med.items()})
     else:
         det.shape = "circle"
 
-    # pattern
+    # pattern: the patterned template that best explains where the secondary colour is
     if det.secondary is None:
         det.pattern, det.pattern_conf = "solid", det.secondary_conf
     else:
-        sec = COLOUR_NAMES.index(det.secondary)
-        pf = [pattern_features(names[i], inner[i], sec, math.sqrt(areas[i] / UNIT_AREA[det.shape]), det.shape)
-              for i in judged]
-        pf = [f for f in pf if f is not None]
-        if pf:
-            med = {k: float(np.median([f[k] for f in pf])) for k in pf[0]}
-            det.pattern, det.pattern_conf = classify_pattern(med)
+        sec = names == COLOUR_NAMES.index(det.secondary)
+        rim = RIM_PX * max(1.0, min(h, w) / 64)
+        ps = [pattern_scores(sec[i], inner[i], masks[i], det.shape, fits[i][det.shape][1],
+                             max(math.sqrt(areas[i] / UNIT_AREA[det.shape]) - rim, 1.0))
+              for i in fits if inner[i].sum() >= 12]
+        if ps:
+            med = {k: float(np.median([p[k] for p in ps])) for k in PATTERN_TEMPLATES}
+            ranked = sorted(med, key=med.get, reverse=True)
+            det.pattern = ranked[0]
+            det.pattern_conf = float(min(1.0, (med[ranked[0]] - med[ranked[1]]) / 0.1))
             det.features.update({f"pattern_{k}": v for k, v in med.items()})
         else:
             det.pattern, det.pattern_conf = "solid", 0.0
