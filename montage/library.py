@@ -182,7 +182,7 @@ class Library:
     def create(cls, folder: str | os.PathLike) -> "Library":
         """Create a library folder (or open the library already there)."""
         folder = Path(folder).expanduser().resolve()
-        if (folder / DB_FILE).is_file():
+        if (folder / DB_FILE).is_file() and not cls._is_blank(folder / DB_FILE):
             return cls.open(folder)
         if folder.exists() and not folder.is_dir():
             raise MontageError(f"cannot create library {folder}: it is a file")
@@ -201,6 +201,18 @@ class Library:
             con.close()
             raise MontageError(f"cannot create library {folder}: {err}") from err
         return cls(folder, con)
+
+    @staticmethod
+    def _is_blank(db: Path) -> bool:
+        """A database file with no tables: a `create` killed before its first commit."""
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+            try:
+                return con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return False
 
     @staticmethod
     def _connect(db: Path) -> sqlite3.Connection:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 import cli
 from montage import indexer
+from montage.embedding import TextEmbedder
 from montage.errors import MontageError
 from montage.indexer import index_folder
 from montage.library import Library
@@ -57,11 +59,18 @@ def run(folder: Path, lib: Path, warnings: list | None = None):
     return index_folder(folder, lib, progress=False, warn=(warnings if warnings is not None else []).append)
 
 
-def test_index_then_search_ranks_the_caption_first(tmp_path, bank):
-    folder = make_footage(tmp_path / "footage", bank)
-    report = run(folder, tmp_path / "lib")
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, bank) -> tuple[Path, Path, object]:
+    """Footage indexed once, read by several tests: (footage, library, report)."""
+    d = tmp_path_factory.mktemp("indexed")
+    folder = make_footage(d / "footage", bank)
+    return folder, d / "lib", run(folder, d / "lib")
+
+
+def test_index_then_search_ranks_the_caption_first(indexed):
+    folder, lib_dir, report = indexed
     assert len(report.indexed) == 3 and not report.failed            # the loop is not followed twice
-    with Library.open(tmp_path / "lib") as lib:
+    with Library.open(lib_dir) as lib:
         shots = lib.shots()
         assert len(shots) == 3 and all(Path(s.thumbnail).is_file() for s in shots)
         assert {s.camera for s in shots} <= {"static", "pan", "zoom"}
@@ -115,7 +124,7 @@ def test_reindex_is_incremental(tmp_path, bank, monkeypatch):
 def test_corrupt_and_empty_files_are_skipped_and_listed(tmp_path, bank, capsys):
     folder = make_footage(tmp_path / "footage", bank)
     (folder / "empty.mp4").write_bytes(b"")
-    (folder / "corrupt.mkv").write_bytes(os.urandom(20000))
+    (folder / "corrupt.mkv").write_bytes(random.Random(0).randbytes(20000))
     half = folder / "truncated.mp4"
     half.write_bytes(bank["testsrc2"].read_bytes()[:3000])
     rc = cli.main(["index", str(folder), "--library", str(tmp_path / "lib"), "-q"])
@@ -148,14 +157,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "no video files" in capsys.readouterr().err and not missing.exists()
 
 
-def test_cli_search_prints_ranked_shots(tmp_path, bank, capsys):
-    folder = make_footage(tmp_path / "footage", bank)
-    run(folder, tmp_path / "lib")
-    assert cli.main(["search", "busy traffic downtown", "--library", str(tmp_path / "lib"), "-k", "2"]) == 0
+def test_cli_search_prints_ranked_shots(indexed, capsys):
+    _, lib_dir, _ = indexed
+    assert cli.main(["search", "busy traffic downtown", "--library", str(lib_dir), "-k", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[0] == "1" and "city.mp4" in lines[0]
     assert float(lines[0].split()[1]) >= float(lines[1].split()[1])
-    assert cli.main(["search", "busy traffic", "--library", str(tmp_path / "lib"), "-k", "1", "--json"]) == 0
+    assert cli.main(["search", "busy traffic", "--library", str(lib_dir), "-k", "1", "--json"]) == 0
     hit = json.loads(capsys.readouterr().out)
     assert hit["source"].endswith("city.mp4") and hit["camera"] in ("static", "pan", "zoom")
 
@@ -171,7 +179,8 @@ def test_a_second_writer_is_refused(tmp_path, bank):
 
 def _done(lib_dir: Path) -> int:
     try:
-        con = sqlite3.connect(lib_dir / "library.sqlite", timeout=1)
+        # read-only: polling must never create the database file before the indexer does
+        con = sqlite3.connect(f"file:{lib_dir / 'library.sqlite'}?mode=ro", uri=True, timeout=1)
         try:
             return con.execute("SELECT count(*) FROM files WHERE status='done'").fetchone()[0]
         finally:
@@ -184,17 +193,22 @@ def test_killed_index_leaves_a_library_that_opens_and_resumes(tmp_path, bank):
     folder = tmp_path / "many"
     folder.mkdir()
     sources = list(bank.values())
-    n = 6
+    n = 8
+    captions = [f"test footage number {i}" for i in range(n)]
     for i in range(n):
         shutil.copy(sources[i % len(sources)], folder / f"clip_{i:02d}.mp4")
+        (folder / f"clip_{i:02d}.txt").write_text(captions[i])
     lib_dir = tmp_path / "lib"
+    # Captions embedded beforehand into the library's own cache: the child never loads torch,
+    # so it reaches the files quickly (and the cache is exercised across processes).
+    TextEmbedder(cache_dir=lib_dir / "cache").embed(captions)
     proc = subprocess.Popen([sys.executable, "-m", "cli", "index", str(folder), "--library", str(lib_dir), "-q"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     deadline = time.time() + 180
     try:
         while proc.poll() is None and time.time() < deadline and _done(lib_dir) < 1:
-            time.sleep(0.02)
+            time.sleep(0.005)
     finally:
         proc.kill()                                   # SIGKILL: no chance to clean up
         proc.wait()
