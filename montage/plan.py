@@ -546,37 +546,61 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
     unit_vecs = np.asarray(unit_vecs, dtype=np.float32).reshape(len(units), -1)
     times = unit_times(units, cfg)
     keys = [u.key() for u in units]
-    slots = _slots(units, times, cfg, budget=len(table))
     row_of = table.row_of()
-
-    # Incremental: keep the unchanged prefix of a compatible previous plan.
-    first = 0
-    kept: list[PlannedUnit] = []
     compatible = (previous is not None and previous.config_signature == cfg.signature()
                   and previous.library_signature == table.signature)
-    if compatible:
-        while (first < min(len(units), len(previous.units))
-               and previous.units[first].key == keys[first]
-               and all(s.shot_id is None or s.shot_id in row_of for s in previous.units[first].shots)):
-            first += 1
-        kept = previous.units[:first]
-        if first == len(units) == len(previous.units):
-            out = Plan(**{**previous.__dict__})
-            out.replanned_from, out.seconds = first, time.perf_counter() - t0
-            return out
+    first = _unchanged_prefix(previous, keys, row_of) if compatible else 0
+    kept = previous.units[:first] if compatible else []
+    if compatible and first == len(units) == len(previous.units):
+        out = Plan(**{**previous.__dict__})
+        out.replanned_from, out.seconds = first, time.perf_counter() - t0
+        return out
 
-    todo = [s for s in slots if s.unit >= first]
-    used = {s.shot_id for u in kept for s in u.shots if s.shot_id is not None}
+    todo = [s for s in _slots(units, times, cfg, budget=len(table)) if s.unit >= first]
     prev_rows = [row_of[s.shot_id] if s.shot_id is not None else -1 for u in kept for s in u.shots]
-    recent_src = [int(table.source_idx[r]) if r >= 0 else -1 for r in prev_rows][-cfg.source_gap:]
+    cands = _unit_candidates(units, first, table, unit_vecs, cfg, previous if compatible else None)
+    choices, notes = _slot_choices(todo, units, cands, table, unit_vecs, cfg)
+    shots, solver = [], (previous.solver if kept else "none")
+    if todo:
+        shots, solver = _solve(todo, units, choices, table, prev_rows, cfg)
 
-    # Candidates per unit still to plan (cascaded retrieval), then per slot. Sentences the
-    # previous plan already retrieved (unchanged or moved) reuse its candidates.
-    text_units = [i for i in range(first, len(units)) if units[i].kind == "text" and units[i].pin is None]
+    planned = list(kept)
+    by_unit: dict[int, list[PlannedShot]] = {}
+    for sl, shot in zip(todo, shots):
+        by_unit.setdefault(sl.unit, []).append(shot)
+    for i in range(first, len(units)):
+        c = cands.get(i)
+        top = ([(int(table.ids[r]), float(v), float(m)) for r, v, m in zip(c.rows, c.relevance, c.similarity)]
+               if c else [])
+        planned.append(PlannedUnit(index=i, text=units[i].text, kind=units[i].kind, start=times[i][0],
+                                   end=times[i][1], key=keys[i], shots=by_unit.get(i, []),
+                                   note=notes.get(i, ""), candidates=top))
+    total_cost = sum(s.costs.get("total", 0.0) for u in planned for s in u.shots)
+    return Plan(units=planned, duration=times[-1][1], fps=cfg.fps, solver=solver, cost=total_cost,
+                config=asdict(cfg), config_signature=cfg.signature(),
+                library_signature=table.signature, replanned_from=first,
+                seconds=time.perf_counter() - t0)
+
+
+def _unchanged_prefix(previous: Plan, keys: list[str], row_of: dict[int, int]) -> int:
+    """How many leading units equal the previous plan's (same key, shots still in the library)."""
+    first = 0
+    while (first < min(len(keys), len(previous.units)) and previous.units[first].key == keys[first]
+           and all(s.shot_id is None or s.shot_id in row_of for s in previous.units[first].shots)):
+        first += 1
+    return first
+
+
+def _unit_candidates(units: list[Unit], first: int, table: ShotTable, unit_vecs: np.ndarray,
+                     cfg: PlanConfig, previous: Plan | None) -> dict[int, Candidates]:
+    """Candidates of each text unit from `first` on. Sentences the previous plan already
+    retrieved (unchanged or moved) reuse its candidates; the rest go through `retrieve`."""
+    row_of = table.row_of()
+    todo = [i for i in range(first, len(units)) if units[i].kind == "text" and units[i].pin is None]
     known = ({u.text: u.candidates for u in previous.units if u.kind == "text" and u.candidates}
-             if compatible else {})
+             if previous is not None else {})
     cands: dict[int, Candidates] = {}
-    for i in text_units:
+    for i in todo:
         c = known.get(units[i].text)
         if c and all(sid in row_of for sid, _, _ in c):
             sim = np.array([x[2] for x in c])
@@ -584,15 +608,34 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
                                   relevance=np.array([x[1] for x in c]), similarity=sim,
                                   keyword_share=np.zeros(len(c)),
                                   good=bool(sim.max() >= cfg.min_similarity))
-    fresh = [i for i in text_units if i not in cands]
+    fresh = [i for i in todo if i not in cands]
     if fresh:
         cands.update(zip(fresh, retrieve(table, [units[i].text for i in fresh], unit_vecs[fresh], cfg)))
+    return cands
+
+
+@dataclass
+class _Choices:
+    """Per slot: candidate rows (-1 = title card), relevance and cosine similarity, (K_s,)."""
+    rows: list[np.ndarray]
+    relevance: list[np.ndarray]
+    similarity: list[np.ndarray]
+
+
+def _slot_choices(todo: list[_Slot], units: list[Unit], cands: dict[int, Candidates],
+                  table: ShotTable, unit_vecs: np.ndarray, cfg: PlanConfig
+                  ) -> tuple[_Choices, dict[int, str]]:
+    """What each slot may show: titles and empty libraries a title card, pins their shot,
+    text units their candidates (or a title card under fallback="title" when none is good).
+    Returns the choices and a note per unit that needed explaining."""
+    row_of = table.row_of()
+    title = (np.array([-1]), np.zeros(1), np.zeros(1))
     notes: dict[int, str] = {}
-    slot_rows, slot_rel, slot_sim = [], [], []
+    out = _Choices([], [], [])
     for sl in todo:
         u = units[sl.unit]
         if u.kind == "title" or len(table) == 0:
-            rows, rel, sim = np.array([-1]), np.zeros(1), np.zeros(1)
+            rows, rel, sim = title
             if u.kind != "title":
                 notes[sl.unit] = "no footage in the library: title card"
         elif u.pin is not None:
@@ -609,85 +652,70 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
             if not c.good:
                 best = float(c.similarity.max()) if len(c.similarity) else 0.0
                 if cfg.fallback == "title":
-                    rows, rel, sim = np.array([-1]), np.zeros(1), np.zeros(1)
+                    rows, rel, sim = title
                     notes[sl.unit] = f"no good match (best similarity {best:.2f}): title card"
                 else:
                     notes[sl.unit] = f"no good match (best similarity {best:.2f}): best available used"
-        slot_rows.append(rows)
-        slot_rel.append(rel)
-        slot_sim.append(sim)
+        out.rows.append(rows)
+        out.relevance.append(rel)
+        out.similarity.append(sim)
+    return out, notes
 
-    solver, path, cost = (previous.solver if kept else "none"), [], 0.0
-    unary_terms, trans_terms = [], []
-    if todo:
-        for sl, rows, rel in zip(todo, slot_rows, slot_rel):
-            unary_terms.append(_unary_with_titles(table, rows, rel, sl.duration, cfg))
-        prev = prev_rows[-1] if prev_rows else -1
-        init_terms = _trans_with_titles(table, np.array([prev]), slot_rows[0], cfg)
-        for s in range(len(todo)):
-            trans_terms.append(_trans_with_titles(table, slot_rows[s - 1], slot_rows[s], cfg)
-                               if s else None)
-        unary = [_sum_terms(t) for t in unary_terms]
-        trans = [None] + [_sum_terms(t) for t in trans_terms[1:]]
-        init = _sum_terms(init_terms)[0]
-        cand_ids = [np.where(r >= 0, table.ids[np.maximum(r, 0)], -1) if len(table) else
-                    np.full(len(r), -1) for r in slot_rows]
-        cand_src = [np.where(r >= 0, table.source_idx[np.maximum(r, 0)], -1) if len(table) else
-                    np.full(len(r), -1) for r in slot_rows]
-        # The same shot may not continue from the kept prefix either.
-        if prev >= 0:
-            init = init + np.where(cand_ids[0] == table.ids[prev], INF, 0.0)
-        path, cost = _viterbi(unary, [None] + trans[1:], cand_ids, init)
-        ids_path = [int(cand_ids[s][k]) for s, k in enumerate(path)]
-        src_path = [int(cand_src[s][k]) for s, k in enumerate(path)]
-        if _feasible(ids_path, src_path, used, recent_src, cfg.source_gap) and math.isfinite(cost):
-            solver = "viterbi-exact"
-        else:
-            path, cost = _beam(unary, trans, cand_ids, cand_src, init, used, recent_src,
-                               cfg.beam, cfg.source_gap, cfg.w_source)
-            solver = "beam"
 
-    # Assemble planned units: kept prefix + re-solved rest, with cost terms per cut.
-    planned = list(kept)
-    by_unit: dict[int, list[PlannedShot]] = {}
-    prev_row = prev_rows[-1] if prev_rows else -1
-    recent = list(recent_src)
+def _solve(todo: list[_Slot], units: list[Unit], ch: _Choices, table: ShotTable,
+           prev_rows: list[int], cfg: PlanConfig) -> tuple[list[PlannedShot], str]:
+    """Optimise the slots after a kept prefix (whose rows are `prev_rows`): Viterbi, and the
+    beam when Viterbi's path breaks a reuse rule. Returns the planned shots and the solver."""
+    used = {int(table.ids[r]) for r in prev_rows if r >= 0}
+    recent_src = [int(table.source_idx[r]) if r >= 0 else -1 for r in prev_rows][-cfg.source_gap:]
+    prev = prev_rows[-1] if prev_rows else -1
+    unary_terms = [_unary_with_titles(table, rows, rel, sl.duration, cfg)
+                   for sl, rows, rel in zip(todo, ch.rows, ch.relevance)]
+    init_terms = _trans_with_titles(table, np.array([prev]), ch.rows[0], cfg)
+    trans_terms = [init_terms] + [_trans_with_titles(table, ch.rows[s - 1], ch.rows[s], cfg)
+                                  for s in range(1, len(todo))]
+    unary = [_sum_terms(t) for t in unary_terms]
+    trans = [None] + [_sum_terms(t) for t in trans_terms[1:]]
+    init = _sum_terms(init_terms)[0]
+    has_shots = len(table) > 0
+    cand_ids = [np.where(r >= 0, table.ids[np.maximum(r, 0)], -1) if has_shots else np.full(len(r), -1)
+                for r in ch.rows]
+    cand_src = [np.where(r >= 0, table.source_idx[np.maximum(r, 0)], -1) if has_shots else
+                np.full(len(r), -1) for r in ch.rows]
+    if prev >= 0:  # the shot that ends the kept prefix may not continue either
+        init = init + np.where(cand_ids[0] == table.ids[prev], INF, 0.0)
+    path, cost = _viterbi(unary, trans, cand_ids, init)
+    ids_path = [int(cand_ids[s][k]) for s, k in enumerate(path)]
+    src_path = [int(cand_src[s][k]) for s, k in enumerate(path)]
+    if math.isfinite(cost) and _feasible(ids_path, src_path, used, recent_src, cfg.source_gap):
+        solver = "viterbi-exact"
+    else:
+        path, cost = _beam(unary, trans, cand_ids, cand_src, init, used, recent_src,
+                           cfg.beam, cfg.source_gap, cfg.w_source)
+        solver = "beam"
+
+    # Each cut with the cost terms that chose it.
+    shots, recent = [], list(recent_src)
     for s, (sl, k) in enumerate(zip(todo, path)):
-        r = int(slot_rows[s][k])
-        u = units[sl.unit]
+        r = int(ch.rows[s][k])
         terms = {name: float(v[k]) for name, v in unary_terms[s].items()}
-        tt = init_terms if s == 0 else trans_terms[s]
         kprev = 0 if s == 0 else path[s - 1]
-        terms.update({name: float(v[kprev, k]) for name, v in tt.items()})
+        terms.update({name: float(v[kprev, k]) for name, v in trans_terms[s].items()})
         if r >= 0:
             src = int(table.source_idx[r])
             terms["source_reuse"] = cfg.w_source * _older(recent, cfg.source_gap).count(src)
             a, b, hold = _in_out(table, r, sl.duration, cfg)
             shot = PlannedShot(kind="shot", start=sl.start, end=sl.end, shot_id=int(table.ids[r]),
                                source=table.sources[src], in_point=a, out_point=b, hold=hold,
-                               score=float(slot_rel[s][k]), similarity=float(slot_sim[s][k]))
+                               score=float(ch.relevance[s][k]), similarity=float(ch.similarity[s][k]))
             recent.append(src)
         else:
-            shot = PlannedShot(kind="title", start=sl.start, end=sl.end, title=u.text)
+            shot = PlannedShot(kind="title", start=sl.start, end=sl.end, title=units[sl.unit].text)
             recent.append(-1)
         terms["total"] = sum(terms.values())
         shot.costs = terms
-        by_unit.setdefault(sl.unit, []).append(shot)
-        prev_row = r
-    del prev_row
-    for i in range(first, len(units)):
-        u = units[i]
-        c = cands.get(i)
-        top = ([(int(table.ids[r]), float(v), float(m)) for r, v, m in zip(c.rows, c.relevance, c.similarity)]
-               if c else [])
-        planned.append(PlannedUnit(index=i, text=u.text, kind=u.kind, start=times[i][0],
-                                   end=times[i][1], key=keys[i], shots=by_unit.get(i, []),
-                                   note=notes.get(i, ""), candidates=top))
-    total_cost = sum(s.costs.get("total", 0.0) for u in planned for s in u.shots)
-    return Plan(units=planned, duration=times[-1][1], fps=cfg.fps, solver=solver, cost=total_cost,
-                config=asdict(cfg), config_signature=cfg.signature(),
-                library_signature=table.signature, replanned_from=first,
-                seconds=time.perf_counter() - t0)
+        shots.append(shot)
+    return shots, solver
 
 
 def _unary_with_titles(table: ShotTable, rows: np.ndarray, rel: np.ndarray, seconds: float,
