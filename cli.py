@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "montage.montage_cli",
     "jvideo.toyworld_cli",
     "jvideo.convert",
+    "jvideo.generation_cli",
 )
 
 # `jvideo bench TARGET [ARGS...]`: each target is a module with `main(argv) -> int` that owns

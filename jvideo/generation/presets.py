@@ -1,0 +1,84 @@
+"""Training and sampling presets: configuration as data."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from jvideo.errors import JVideoError
+
+
+@dataclass
+class VAEPreset:
+    """AutoencoderKL for 64x64 frames: len(channels)-1 halvings (3 blocks -> 4x, 16x16 latents)."""
+    channels: tuple[int, ...] = (32, 64, 64)
+    latent_channels: int = 4
+    layers_per_block: int = 1
+    norm_groups: int = 8
+    mid_attention: bool = False
+    steps: int = 1500
+    batch: int = 16
+    lr: float = 1e-3
+    kl_weight: float = 1e-6
+
+
+@dataclass
+class DiTPreset:
+    """Latte-style video DiT on the VAE latents."""
+    heads: int = 4
+    head_dim: int = 32
+    layers: int = 3            # pairs of (spatial, temporal) blocks
+    patch: int = 2
+    steps: int = 1500
+    batch: int = 8
+    lr: float = 5e-4
+    text_dropout: float = 0.1      # classifier-free guidance: caption replaced by ""
+    reference_dropout: float = 0.3  # trains text-only generation too (the baseline)
+    # Fraction of clips of named one-off characters with random looks: a name never fixes a
+    # look in training, so identity can only come from the reference (the cast stays unseen).
+    p_named: float = 0.6
+
+
+@dataclass
+class Preset:
+    name: str
+    frames: int = 16
+    size: int = 64
+    text_tokens: int = 24          # MiniLM tokens kept for cross-attention
+    timesteps: int = 1000
+    vae: VAEPreset = field(default_factory=VAEPreset)
+    dit: DiTPreset = field(default_factory=DiTPreset)
+    checkpoint_every: int = 100
+    seed: int = 0
+
+    @property
+    def latent_size(self) -> int:
+        return self.size // 2 ** (len(self.vae.channels) - 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preset":
+        d = dict(d)
+        vae = VAEPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("vae").items()})
+        dit = DiTPreset(**d.pop("dit"))
+        return cls(vae=vae, dit=dit, **d)
+
+
+PRESETS = {
+    # Trains on a 2-core CPU: see the README for the measured time and losses.
+    "tiny": Preset("tiny"),
+    # For bigger machines (a GPU or many cores): wider, deeper, longer.
+    "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
+                                           mid_attention=True, steps=20000, batch=32),
+                    dit=DiTPreset(heads=6, head_dim=64, layers=6, steps=100000, batch=32, lr=2e-4)),
+    # For tests: seconds per step.
+    "test": Preset("test", frames=4, size=32, text_tokens=8,
+                   vae=VAEPreset(channels=(8, 16), norm_groups=4, steps=3, batch=2),
+                   dit=DiTPreset(heads=2, head_dim=8, layers=1, steps=3, batch=2), checkpoint_every=2),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise JVideoError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return PRESETS[name]

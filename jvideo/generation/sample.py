@@ -1,0 +1,102 @@
+"""Text-to-shot sampling: DDIM with classifier-free guidance and an optional identity reference."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jvideo.errors import JVideoError
+from kernels import runtime
+
+from .conditioning import TextConditioner, reference_latents, tensor_to_frames
+from .presets import Preset
+from .state import read_json
+from .world_model import diffusion_schedule
+
+jt = runtime.import_jittor()
+
+MAX_PROMPT_CHARS = 1000
+
+
+@dataclass
+class Generator:
+    """A trained checkpoint folder loaded for sampling (see train.py for the layout)."""
+    preset: Preset
+    vae: object
+    dit: object
+    text: TextConditioner
+    checkpoint_id: str
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Generator":
+        from jvideo.models import from_pretrained
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise JVideoError(f"{folder}: checkpoint folder not found")
+        for part in ("preset.json", "vae/config.json", "dit/config.json"):
+            if not (folder / part).exists():
+                raise JVideoError(f"{folder}: not a jvideo checkpoint (missing {part})")
+        preset = Preset.from_dict(read_json(folder / "preset.json"))
+        vae = from_pretrained(folder / "vae")
+        vae.scaling_factor = vae.config.scaling_factor
+        dit = from_pretrained(folder / "dit")
+        digest = hashlib.sha256((folder / "dit" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+        return cls(preset, vae, dit, TextConditioner(preset.text_tokens), digest[:16])
+
+    def check_request(self, prompt: str, frames: int, steps: int, cfg: float) -> None:
+        if not prompt or not prompt.strip():
+            raise JVideoError("the prompt is empty")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise JVideoError(f"the prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
+        if not 1 <= frames <= self.preset.frames:
+            raise JVideoError(f"--frames must be between 1 and {self.preset.frames} for this checkpoint")
+        if not 1 <= steps <= self.preset.timesteps:
+            raise JVideoError(f"--steps must be between 1 and {self.preset.timesteps}")
+        if not 0.0 <= cfg <= 50.0:
+            raise JVideoError("--cfg must be between 0 and 50")
+
+    def generate(self, prompt: str, reference: np.ndarray | None = None, seed: int = 0, frames: int | None = None,
+                 steps: int = 25, cfg: float = 4.0) -> np.ndarray:
+        """-> frames (T, H, W, 3) uint8. The same arguments give the same frames."""
+        return self.generate_batch([prompt], None if reference is None else reference[None], [seed],
+                                   frames, steps, cfg)[0]
+
+    def generate_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
+                       frames: int | None = None, steps: int = 25, cfg: float = 4.0) -> np.ndarray:
+        """prompts (B,), references (B, H, W, 3) uint8 or None -> (B, T, H, W, 3) uint8.
+
+        Classifier-free guidance on the text: the unconditional branch keeps the reference and
+        drops the caption, so guidance strengthens what the text says without losing identity.
+        """
+        frames = frames or self.preset.frames
+        for p in prompts:
+            self.check_request(p, frames, steps, cfg)
+        b = len(prompts)
+        schedule = diffusion_schedule(self.preset)
+        c, s = self.preset.vae.latent_channels, self.preset.latent_size
+        noise = np.stack([np.random.default_rng(seed).standard_normal((c, frames, s, s)) for seed in seeds])
+        x = jt.array(noise.astype(np.float32))
+        with jt.no_grad():
+            keep = np.ones(b, bool)
+            ref = reference_latents(self.vae, references, keep, batch=b)           # (B, c, 1, s, s)
+            emb, mask = self.text.encode(list(prompts) + [""] * b)
+            ref2 = jt.concat([ref, ref], dim=0)
+            for t in schedule.set_timesteps(steps):
+                x_in = jt.concat([x, x], dim=0)
+                tt = jt.array(np.full(2 * b, float(t), np.float32))
+                out = self.dit(jt.concat([ref2, x_in], dim=2), tt, emb, mask)[:, :, 1:]
+                cond, uncond = out[:b], out[b:]
+                guided = uncond + cfg * (cond - uncond)
+                x = schedule.step(guided, int(t), x)
+            video = self.vae.decode(x / self.vae.scaling_factor)
+            jt.sync_all()
+        return tensor_to_frames(video)
+
+
+def shot_key(prompt: str, seed: int, identity: str, checkpoint_id: str, frames: int, steps: int, cfg: float) -> str:
+    """Cache key of a generated shot: text, seed, identity, checkpoint and sampler settings."""
+    blob = json.dumps([prompt, seed, identity, checkpoint_id, frames, steps, cfg])
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]

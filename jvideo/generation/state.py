@@ -1,0 +1,79 @@
+"""Training state on disk: model weights (safetensors + config), optimizer moments, step, losses.
+
+Everything is written atomically (temporary file in the same folder, fsync, rename), so a kill at
+any moment leaves the previous checkpoint intact and `--resume` continues from it. Nothing here
+unpickles: weights and moments are safetensors, the rest JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from jvideo.errors import JVideoError
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call write(tmp_path), fsync it, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=str(path.parent))
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise JVideoError(f"{path}: missing") from None
+    except json.JSONDecodeError as err:
+        raise JVideoError(f"{path}: not valid JSON ({err.msg}); the checkpoint is corrupt") from None
+
+
+def optimizer_moments(optimizer) -> dict[str, np.ndarray]:
+    """Jittor Adam/AdamW moments as numpy arrays keyed by parameter index."""
+    out: dict[str, np.ndarray] = {}
+    for g, group in enumerate(optimizer.param_groups):
+        for name in ("m", "values"):
+            for i, v in enumerate(group.get(name, [])):
+                out[f"{g}.{name}.{i}"] = v.numpy()
+    return out
+
+
+def load_optimizer_moments(optimizer, moments: dict[str, np.ndarray]) -> None:
+    for g, group in enumerate(optimizer.param_groups):
+        for name in ("m", "values"):
+            for i, v in enumerate(group.get(name, [])):
+                key = f"{g}.{name}.{i}"
+                if key not in moments or tuple(moments[key].shape) != tuple(v.shape):
+                    raise JVideoError(f"optimizer state does not match the model ({key}); start without --resume")
+                v.update(moments[key])
+
+
+def save_moments(path: Path, moments: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save_file
+    atomic_write(path, lambda tmp: save_file(moments, tmp))
+
+
+def load_moments(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for truncated files
+        raise JVideoError(f"{path}: unreadable optimizer state ({type(err).__name__}); start without --resume") from None

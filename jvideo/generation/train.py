@@ -1,0 +1,216 @@
+"""`jvideo train`: the VAE, then the video DiT, on the toy world.
+
+Layout of the output folder (each part written atomically):
+    OUT/preset.json                 the preset used (a resumed run must match it)
+    OUT/vae/                        AutoencoderKL (config.json + safetensors)
+    OUT/dit/                        Latte video DiT (config.json + safetensors)
+    OUT/state/{stage}.json          step, losses, latent scale; {stage}.moments.safetensors: AdamW
+    OUT/loss.png                    loss curves
+A stage resumes from OUT/state when `resume=True`; a finished stage is skipped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jvideo.errors import JVideoError
+from kernels import runtime
+
+from . import state as st
+from .conditioning import TextConditioner, frames_to_tensor, reference_latents
+from .presets import Preset, get_preset
+from .world_model import build_dit, build_vae, diffusion_schedule, init_for_training
+
+jt = runtime.import_jittor()
+
+
+@dataclass
+class StageResult:
+    stage: str
+    steps: int
+    seconds: float
+    final_loss: float
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def _mean_tail(losses: list[float], n: int = 50) -> float:
+    return float(np.mean(losses[-n:])) if losses else float("nan")
+
+
+class Stage:
+    """One training stage with its own AdamW, checkpointing and resume."""
+
+    def __init__(self, name: str, out: Path, model, lr: float, steps: int, every: int):
+        self.name, self.out, self.model, self.steps, self.every = name, out, model, steps, every
+        self.optimizer = jt.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        self.step = 0
+        self.losses: list[float] = []
+        self.extra: dict = {}
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "state" / f"{self.name}.json"
+
+    def resume(self) -> None:
+        if not self.state_path.exists():
+            return
+        from jvideo.models import from_pretrained, load_state_dict
+        from jvideo.models.loading import state_dict_numpy
+        data = st.read_json(self.state_path)
+        saved = from_pretrained(self.out / self.name)
+        load_state_dict(self.model, state_dict_numpy(saved), str(self.out / self.name))
+        st.load_optimizer_moments(self.optimizer, st.load_moments(self.state_path.with_suffix(".moments.safetensors")))
+        self.optimizer.n_step = data["optimizer_steps"]
+        self.step, self.losses, self.extra = data["step"], data["losses"], data.get("extra", {})
+
+    def save(self) -> None:
+        from jvideo.models import save_pretrained
+        save_pretrained(self.model, self.out / self.name)
+        st.save_moments(self.state_path.with_suffix(".moments.safetensors"), st.optimizer_moments(self.optimizer))
+        st.write_json(self.state_path, {"step": self.step, "optimizer_steps": self.optimizer.n_step,
+                                        "losses": self.losses, "extra": self.extra,
+                                        "done": self.step >= self.steps})
+
+    def run(self, loss_fn) -> StageResult:
+        start = time.time()
+        self.model.train()
+        with _progress(self.steps, self.step, self.name) as bar:
+            while self.step < self.steps:
+                loss = loss_fn(self.step)
+                self.optimizer.step(loss)
+                value = float(loss.item())
+                if not np.isfinite(value):
+                    raise JVideoError(f"{self.name}: loss became {value} at step {self.step}; lower the learning rate")
+                self.losses.append(value)
+                self.step += 1
+                bar.set_postfix(loss=f"{_mean_tail(self.losses, 20):.4f}")
+                bar.update(1)
+                if self.step % self.every == 0 or self.step == self.steps:
+                    self.save()
+        self.model.eval()
+        return StageResult(self.name, self.step, time.time() - start, _mean_tail(self.losses))
+
+
+def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator) -> tuple[object, StageResult]:
+    """Per-frame AutoencoderKL: reconstruction (MSE + L1) + a small KL term."""
+    from jvideo.toyworld.dataset import sample_batch
+    vae = build_vae(preset)
+    p = preset.vae
+    stage = Stage("vae", out, vae, p.lr, p.steps, preset.checkpoint_every)
+    if resume:
+        stage.resume()
+
+    def loss_fn(step: int):
+        batch = sample_batch(rng, max(1, p.batch // 4), frames=4, size=preset.size)
+        x = frames_to_tensor(batch.frames.reshape((-1,) + batch.frames.shape[2:]))  # (N, 3, H, W)
+        posterior = vae.encode(x)
+        recon = vae.decode(posterior.sample())
+        err = recon - x
+        return (err * err).mean() + err.abs().mean() + p.kl_weight * posterior.kl().mean()
+
+    result = stage.run(loss_fn)
+    if "latent_std" not in stage.extra:
+        stage.extra["latent_std"] = measure_latent_std(vae, preset, rng)
+        stage.save()
+    vae.scaling_factor = 1.0 / stage.extra["latent_std"]
+    vae.config.scaling_factor = vae.scaling_factor
+    stage.save()
+    return vae, result
+
+
+def measure_latent_std(vae, preset: Preset, rng: np.random.Generator) -> float:
+    """Std of the VAE's latent means on fresh clips: the DiT trains on latents / std."""
+    from jvideo.toyworld.dataset import sample_batch
+    batch = sample_batch(rng, 8, frames=4, size=preset.size)
+    with jt.no_grad():
+        z = vae.encode(frames_to_tensor(batch.frames.reshape((-1,) + batch.frames.shape[2:]))).mode()
+    return float(z.numpy().std())
+
+
+def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Generator) -> StageResult:
+    """Video DiT on latents; reference latent as a clean frame 0; loss on generated frames only."""
+    from jvideo.toyworld.dataset import sample_batch
+    p = preset.dit
+    dit = init_for_training(build_dit(preset))
+    schedule = diffusion_schedule(preset)
+    text = TextConditioner(preset.text_tokens)
+    stage = Stage("dit", out, dit, p.lr, p.steps, preset.checkpoint_every)
+    if resume:
+        stage.resume()
+
+    def loss_fn(step: int):
+        batch = sample_batch(rng, p.batch, frames=preset.frames, size=preset.size,
+                             p_character=0.0, p_random_character=p.p_named, references=True)
+        captions = [("" if rng.random() < p.text_dropout else c) for c in batch.captions]
+        with jt.no_grad():
+            x0 = vae.encode(frames_to_tensor(batch.frames, video=True)).mode() * vae.scaling_factor
+            keep_ref = rng.random(p.batch) >= p.reference_dropout
+            ref = reference_latents(vae, batch.references, keep_ref)          # (B, c, 1, h, w)
+        emb, mask = text.encode(captions)
+        t = rng.integers(0, preset.timesteps, size=p.batch)
+        noise = jt.randn(x0.shape)
+        xt = schedule.add_noise(x0, noise, t)
+        pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask)
+        target = schedule.velocity(x0, noise, t)
+        err = pred[:, :, 1:] - target
+        return (err * err).mean()
+
+    return stage.run(loss_fn)
+
+
+def plot_losses(out: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, stage in zip(axes, ("vae", "dit")):
+        path = out / "state" / f"{stage}.json"
+        if not path.exists():
+            ax.set_visible(False)
+            continue
+        losses = np.asarray(st.read_json(path)["losses"])
+        k = max(1, len(losses) // 100)
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        ax.plot(losses, alpha=0.3, label="per step")
+        ax.plot(np.arange(len(smooth)) + k - 1, smooth, label=f"mean of {k}")
+        ax.set_yscale("log")
+        ax.set_title(f"{stage} loss")
+        ax.set_xlabel("step")
+        ax.legend()
+    fig.tight_layout()
+    target = out / "loss.png"
+    st.atomic_write(target, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return target
+
+
+def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = False) -> list[StageResult]:
+    """Train both stages; `steps` overrides both stages' step counts."""
+    preset = get_preset(preset_name)
+    if steps is not None:
+        if steps < 1:
+            raise JVideoError("--steps must be at least 1")
+        preset.vae.steps = preset.dit.steps = steps
+    out = Path(out)
+    saved = out / "preset.json"
+    if resume and saved.exists():
+        previous = st.read_json(saved)
+        if previous["name"] != preset.name:
+            raise JVideoError(f"{out} holds a '{previous['name']}' run; resume it with --preset {previous['name']}")
+    elif not resume and (out / "state").exists():
+        raise JVideoError(f"{out} already holds a training run: pass --resume to continue it, or pick a new --out")
+    st.write_json(saved, preset.to_dict())
+    rng = np.random.default_rng(preset.seed + (len(st.read_json(out / "state" / "dit.json")["losses"])
+                                               if resume and (out / "state" / "dit.json").exists() else 0))
+    jt.set_global_seed(preset.seed)
+    vae, vae_result = train_vae(preset, out, resume, rng)
+    dit_result = train_dit(preset, vae, out, resume, rng)
+    plot_losses(out)
+    return [vae_result, dit_result]

@@ -1,0 +1,56 @@
+"""Build the toy-world VAE, video DiT and noise schedule from a preset."""
+from __future__ import annotations
+
+from jvideo.models import AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig
+
+from .presets import Preset
+
+
+def vae_config(preset: Preset) -> AutoencoderKLConfig:
+    p = preset.vae
+    n = len(p.channels)
+    return AutoencoderKLConfig(down_block_types=("DownEncoderBlock2D",) * n,
+                               up_block_types=("UpDecoderBlock2D",) * n,
+                               block_out_channels=tuple(p.channels), layers_per_block=p.layers_per_block,
+                               latent_channels=p.latent_channels, norm_num_groups=p.norm_groups,
+                               sample_size=preset.size, scaling_factor=1.0,
+                               mid_block_add_attention=p.mid_attention)
+
+
+def dit_config(preset: Preset) -> LatteConfig:
+    """frames + 1 temporal positions: position 0 holds the identity reference latent."""
+    p = preset.dit
+    d = p.heads * p.head_dim
+    return LatteConfig(num_attention_heads=p.heads, attention_head_dim=p.head_dim,
+                       in_channels=preset.vae.latent_channels, out_channels=preset.vae.latent_channels,
+                       num_layers=p.layers, cross_attention_dim=d, attention_bias=True,
+                       sample_size=preset.latent_size, patch_size=p.patch, activation_fn="gelu-approximate",
+                       num_embeds_ada_norm=preset.timesteps, norm_elementwise_affine=False, norm_eps=1e-6,
+                       caption_channels=384, video_length=preset.frames + 1)
+
+
+def build_vae(preset: Preset) -> AutoencoderKL:
+    return AutoencoderKL(vae_config(preset))
+
+
+def build_dit(preset: Preset) -> Latte:
+    return Latte(dit_config(preset))
+
+
+def init_for_training(dit: Latte) -> Latte:
+    """Zero the output projection so the untrained DiT predicts 0 (the adaLN-Zero idea):
+    training starts from a stable identity-like map instead of random outputs."""
+    import jittor as jt
+    dit.proj_out.weight.update(jt.zeros(dit.proj_out.weight.shape))
+    dit.proj_out.bias.update(jt.zeros(dit.proj_out.bias.shape))
+    return dit
+
+
+def diffusion_schedule(preset: Preset):
+    """v-prediction on a zero-terminal-SNR linear schedule with trailing DDIM steps: the last
+    training step is pure noise, so sampling starts exactly where training did, and few steps
+    (25) suffice."""
+    from jvideo.schedulers import DDIMScheduler
+    return DDIMScheduler(num_train_timesteps=preset.timesteps, beta_schedule="linear",
+                         rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                         timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False)

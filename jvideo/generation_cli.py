@@ -1,0 +1,95 @@
+"""`jvideo train` and `jvideo generate`."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from jvideo.errors import JVideoError
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny"
+
+
+def default_checkpoint() -> Path:
+    return SHIPPED_CHECKPOINT
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from jvideo.generation.train import train
+    results = train(args.preset, Path(args.out), steps=args.steps, resume=args.resume)
+    for r in results:
+        print(f"{r.stage}: {r.steps} steps, final loss {r.final_loss:.4f}, {r.seconds / 60:.1f} min this run")
+    print(f"checkpoint: {args.out}  (loss curves: {Path(args.out) / 'loss.png'})")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
+    from jvideo.generation.sample import Generator
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise JVideoError(f"--out must end in .mp4 (got {out.name})")
+    if not out.parent.exists():
+        raise JVideoError(f"{out.parent}: output folder does not exist")
+    gen = Generator.load(args.checkpoint)
+    reference = load_reference(args.identity, gen.preset.size) if args.identity else None
+    start = time.time()
+    frames = gen.generate(args.prompt, reference, seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg)
+    seconds = time.time() - start
+    write_mp4(frames, out)
+    strip = out.with_suffix(".png")
+    write_png(frame_strip(frames), strip)
+    print(f"wrote {out} and {strip} ({len(frames)} frames, {args.steps} steps, {seconds:.1f} s)")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+    from jvideo.generation.evaluate import contact_sheet, evaluate
+    from jvideo.generation.sample import Generator
+    from jvideo.generation.state import write_json
+    if args.what != "generation":
+        raise JVideoError(f"unknown evaluation {args.what!r} (available: generation)")
+    if args.n < 1:
+        raise JVideoError("--n must be at least 1")
+    gen = Generator.load(args.checkpoint)
+    report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg)
+    data = report.to_dict()
+    samples = data.pop("samples")
+    print(json.dumps(data, indent=2))
+    if args.json:
+        write_json(Path(args.json), data)
+    if args.sheet:
+        contact_sheet(report.samples, Path(args.sheet))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
+    p.add_argument("--preset", default="tiny", help="tiny (2-core CPU), small (bigger machines), test")
+    p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--out", required=True, help="checkpoint folder")
+    p.set_defaults(func=run_train)
+
+    g = sub.add_parser("generate", help="generate a shot from text (optionally with an identity reference)")
+    g.add_argument("prompt")
+    g.add_argument("--identity", default=None, help="reference image of the character (PNG/JPEG)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--frames", type=int, default=None, help="frames to generate (default: the checkpoint's)")
+    g.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
+    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: shipped tiny)")
+    g.add_argument("--out", required=True, help="output .mp4 (a .png strip is written beside it)")
+    g.set_defaults(func=run_generate)
+
+    e = sub.add_parser("eval", help="evaluate generation: text accuracy, identity consistency, smoothness")
+    e.add_argument("what", choices=["generation"])
+    e.add_argument("--n", type=int, default=64, help="held-out prompts")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--steps", type=int, default=25)
+    e.add_argument("--cfg", type=float, default=4.0)
+    e.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
+    e.add_argument("--json", default=None, help="write the figures to this JSON file")
+    e.add_argument("--sheet", default=None, help="write a contact sheet PNG of samples")
+    e.set_defaults(func=run_eval)

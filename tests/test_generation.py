@@ -1,0 +1,102 @@
+"""Generation pipeline end to end on the `test` preset: train, resume, sample, bad input.
+
+The test preset is tiny (4 frames of 32x32, a 1-layer DiT) so that the whole pipeline runs in
+seconds once Jittor has compiled it; the real figures come from the tiny preset (README).
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cli
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "ckpt"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--out", str(out)]) == 0
+    return out
+
+
+def test_training_writes_an_atomic_resumable_checkpoint(checkpoint):
+    for part in ("preset.json", "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+                 "dit/config.json", "dit/diffusion_pytorch_model.safetensors",
+                 "state/vae.json", "state/dit.json", "state/dit.moments.safetensors", "loss.png"):
+        assert (checkpoint / part).exists(), part
+    state = json.loads((checkpoint / "state" / "dit.json").read_text())
+    assert state["step"] == 2 and len(state["losses"]) == 2 and all(np.isfinite(state["losses"]))
+    assert not list(checkpoint.rglob(".*.tmp*")) and not [p for p in checkpoint.rglob(".*") if p.is_file()]
+
+
+def test_resume_continues_from_the_saved_step(checkpoint, tmp_path):
+    import shutil
+    copy = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, copy)
+    before = json.loads((copy / "state" / "dit.json").read_text())["losses"]
+    assert cli.main(["train", "--preset", "test", "--steps", "3", "--resume", "--out", str(copy)]) == 0
+    after = json.loads((copy / "state" / "dit.json").read_text())
+    assert after["step"] == 3 and after["losses"][:2] == before
+
+
+def test_training_refuses_to_overwrite_a_run(checkpoint, capsys):
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--out", str(checkpoint)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_same_seed_same_shot_and_reference_changes_it(checkpoint, tmp_path):
+    from jvideo.generation.sample import Generator
+    gen = Generator.load(checkpoint)
+    a = gen.generate("a red circle moves right on the grass", seed=3, steps=2)
+    b = gen.generate("a red circle moves right on the grass", seed=3, steps=2)
+    c = gen.generate("a red circle moves right on the grass", seed=4, steps=2)
+    assert a.shape == (4, 32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    ref = np.zeros((32, 32, 3), np.uint8)
+    ref[8:24, 8:24] = (220, 35, 35)
+    d = gen.generate("a red circle moves right on the grass", reference=ref, seed=3, steps=2)
+    assert not np.array_equal(a, d)
+
+
+def test_generate_command_writes_mp4_and_strip(checkpoint, tmp_path):
+    ref = tmp_path / "ref.png"
+    Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(ref)
+    out = tmp_path / "shot.mp4"
+    rc = cli.main(["generate", "Mira jumps on the sand", "--identity", str(ref), "--seed", "1", "--steps", "2",
+                   "--checkpoint", str(checkpoint), "--out", str(out)])
+    assert rc == 0
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                            "stream=nb_read_frames,width", "-of", "json", str(out)], capture_output=True, text=True)
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert int(stream["nb_read_frames"]) == 4 and int(stream["width"]) == 128
+    assert out.with_suffix(".png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["", "--steps", "2"], "prompt is empty"),
+    (["x" * 1001, "--steps", "2"], "at most 1000"),
+    (["a red circle", "--frames", "99"], "--frames must be"),
+    (["a red circle", "--identity", "NOFILE.png"], "reference image not found"),
+])
+def test_generate_bad_input_is_one_line(checkpoint, tmp_path, capsys, args, message):
+    rc = cli.main(["generate", *args, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_and_corrupt_checkpoints_are_one_line_errors(checkpoint, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint, broken)
+    weights = broken / "dit" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    for ckpt in (tmp_path / "nothing-here", broken):
+        proc = subprocess.run([sys.executable, "-m", "cli", "generate", "a red circle", "--checkpoint", str(ckpt),
+                               "--out", str(tmp_path / "o.mp4")], capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.mp4").exists()
