@@ -211,3 +211,28 @@ def test_pipeline_folder_and_bad_files_are_one_line_errors(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(JVideoError, match="weights-only"):
         models.from_pretrained(junk)
+
+
+def test_bin_weights_load_weights_only(dit_pair, tmp_path):
+    """A diffusers folder saved as .bin (torch pickle) is read with weights_only=True."""
+    ref, model, _ = dit_pair
+    ref.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    assert (tmp_path / "bin" / "diffusion_pytorch_model.bin").exists()
+    loaded = models.from_pretrained(tmp_path / "bin")
+    ours = models.loading.state_dict_numpy(model)
+    for k, v in models.loading.state_dict_numpy(loaded).items():
+        assert np.array_equal(v, ours[k]), k
+
+
+def test_latte_text_mask_ignores_padding(latte_pair):
+    """Padded caption tokens under a zero mask change nothing: same as the unpadded caption."""
+    _, model, _ = latte_pair
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 4, 3, 8, 8)).astype(np.float32)
+    t = np.array([300])
+    text = rng.standard_normal((1, 3, 12)).astype(np.float32)
+    padded = np.concatenate([text, 50 * rng.standard_normal((1, 2, 12)).astype(np.float32)], axis=1)
+    mask = np.array([[1, 1, 1, 0, 0]], np.float32)
+    want = model(jt.array(x), jt.array(t), jt.array(text)).numpy()
+    got = model(jt.array(x), jt.array(t), jt.array(padded), jt.array(mask)).numpy()
+    assert max_err(got, want) <= 1e-4
