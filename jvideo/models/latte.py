@@ -61,16 +61,25 @@ class LatteConfig(ModelConfig):
         return self.out_channels or self.in_channels
 
 
+LATTE_PRESETS = {
+    # the published Latte-1 transformer (T5 4096-d captions, 16 frames of 64x64x4 latents)
+    "Latte-1": dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+                    cross_attention_dim=1152, attention_bias=True, sample_size=64, patch_size=2,
+                    activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_elementwise_affine=False,
+                    norm_eps=1e-6, caption_channels=4096, video_length=16),
+    # jvideo's own small model: MiniLM 384-d captions, trainable on a CPU
+    "jvideo-small": dict(num_attention_heads=6, attention_head_dim=64, in_channels=4, out_channels=4, num_layers=6,
+                         cross_attention_dim=384, attention_bias=True, sample_size=32, patch_size=2,
+                         activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_elementwise_affine=False,
+                         norm_eps=1e-6, caption_channels=384, video_length=16),
+}
+
+
 def latte_config(name: str = "Latte-1", **overrides) -> LatteConfig:
-    """The published Latte-1 transformer (T5 4096-d captions, 16 frames of 64x64x4 latents)."""
-    if name != "Latte-1":
-        raise ValueError(f"unknown Latte preset {name!r}")
-    kw = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
-              cross_attention_dim=1152, attention_bias=True, sample_size=64, patch_size=2,
-              activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_elementwise_affine=False,
-              norm_eps=1e-6, caption_channels=4096, video_length=16)
-    kw.update(overrides)
-    return LatteConfig(**kw)
+    """A named preset (LATTE_PRESETS) with optional field overrides."""
+    if name not in LATTE_PRESETS:
+        raise ValueError(f"unknown Latte preset {name!r} (one of {', '.join(LATTE_PRESETS)})")
+    return LatteConfig(**{**LATTE_PRESETS[name], **overrides})
 
 
 class LatteBlock(nn.Module):

@@ -64,6 +64,15 @@ def sd_vae_config(**overrides) -> AutoencoderKLConfig:
     return AutoencoderKLConfig(**kw)
 
 
+def small_vae_config(**overrides) -> AutoencoderKLConfig:
+    """jvideo's small video VAE: 4x spatial down, 4 latent channels, 2 frames per latent frame."""
+    kw = dict(down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+              block_out_channels=(32, 64, 128), layers_per_block=1, norm_num_groups=16, sample_size=128,
+              temporal_compression=2)
+    kw.update(overrides)
+    return AutoencoderKLConfig(**kw)
+
+
 class ResnetBlock2D(nn.Module):
     """GroupNorm-SiLU-conv twice plus a (1x1 conv) shortcut: (N, Cin, H, W) -> (N, Cout, H, W)."""
 
