@@ -157,6 +157,8 @@ def configure(verbose: bool | None = None, probe: Callable[[], bool] = probe_cud
             "jvideo: oneDNN unavailable (" + STATE.onednn_reason + "); Jittor's CPU conv and "
             "matmul fall back to slow kernels. Run 'make setup' to fix.", RuntimeWarning, stacklevel=2)
 
+    # Jittor's compiled code enables flush-to-zero; numpy then warns on every finfo lookup.
+    warnings.filterwarnings("ignore", message="The value of the smallest subnormal")
     STATE.verbose = verbose
     os.environ["log_silent"] = "0" if verbose else "1"
     STATE.configured = True
