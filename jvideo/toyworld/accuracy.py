@@ -72,3 +72,25 @@ def measure(n: int = 300, seed: int = 0, noise: float = 0.0, blur: float = 0.0, 
                 errors[a][(want[a], got[a])] += 1
     return {"n": n, "accuracy": {a: hits[a] / n for a in ATTRIBUTES},
             "errors": {a: dict(e) for a, e in errors.items()}}
+
+
+def identity_ceiling(shots_per_character: int = 12, seed: int = 0, noise: float = 0.0, blur: float = 0.0,
+                     size: int = 64, cameras: tuple[str, ...] = ("medium", "close-up")) -> dict:
+    """How often the detector reads a cast member's full look (shape, colours, pattern) right
+    on rendered shots with random motions, places and lighting: the best identity-consistency
+    score a generator could get with this instrument. {"overall": float, name: float}."""
+    from .world import CAST
+    rng = np.random.default_rng(seed)
+    out, hits = {}, 0
+    for c in CAST:
+        ok = 0
+        for _ in range(shots_per_character):
+            p = sample_params(rng, look=c.look, name=c.name, camera=str(rng.choice(cameras)), size=size)
+            clip = render_clip(p)
+            if noise or blur:
+                clip = degrade(clip, rng, noise, blur)
+            ok += detect(clip).matches(c.look)
+        out[c.name] = ok / shots_per_character
+        hits += ok
+    out["overall"] = hits / (shots_per_character * len(CAST))
+    return out

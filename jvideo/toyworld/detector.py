@@ -13,8 +13,8 @@ the ground truth. Pipeline, for frames (T, H, W, 3) uint8:
    nearest palette colour; the most frequent is primary, the next (if frequent enough) secondary;
 4. shape: the catalogue shape (same area, best rotation) that overlaps each frame's mask best
    (soft IoU), medians over a few frames;
-5. pattern: layout of the secondary-colour pixels (share, offset from the centre, components,
-   elongation, empty centre);
+5. pattern: the patterned template (stripes, dots, ring, split) of the fitted shape, at the
+   fitted pose, that best overlaps the secondary-colour pixels (solid when there is none);
 6. size: unit radius from the area and the shape's unit area -> camera class (and small/big);
 7. motion: centroid track (net displacement, jump excursion), area growth, and frame-to-frame
    change inside the object for spin.
@@ -41,8 +41,11 @@ UNIT_AREA = {
     "star": 5 * STAR_R * STAR_r * math.sin(math.pi / 5),
 }
 MIN_OBJECT_PX = 12          # smaller masks are noise, not an object
-SECONDARY_MIN_SHARE = 0.07  # below this share of named pixels, the object is solid
+SECONDARY_MIN_SHARE = 0.07  # below this share of core pixels voting for one secondary, it is solid
 NAMING_RADIUS = 100.0        # un-lit pixels farther than this from every palette colour are unnamed
+IDENTITY_ATTRIBUTES = ("shape", "primary", "secondary", "pattern")
+PRIMARY_RADIUS = 55.0       # pixels this near the primary are primary
+MIX_MIN, LINE_RADIUS = 0.35, 40.0  # a secondary vote needs >= 35 % of that colour, this near its line
 RIM_PX = 0.8                # the mask's radius exceeds the object's by this (measured on renders)
 
 
@@ -75,6 +78,15 @@ class Detection:
     def look(self) -> tuple:
         """The identity-defining attributes, for comparing two detections."""
         return (self.shape, self.primary, self.secondary, self.pattern)
+
+    def matches(self, look, attributes: tuple[str, ...] = IDENTITY_ATTRIBUTES) -> bool:
+        """True when the detected look agrees with `look` (a world.Look, or another Detection)
+        on `attributes`; a solid look has no secondary colour."""
+        def value(obj, a):
+            if a == "secondary" and getattr(obj, "pattern", None) == "solid":
+                return None
+            return getattr(obj, a)
+        return self.found and all(value(self, a) == value(look, a) for a in attributes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,13 +243,37 @@ def _core(mask: np.ndarray) -> np.ndarray:
     return e1 if e1.sum() >= 8 else mask
 
 
+def unlit_opponent(rgb: np.ndarray, lighting: str) -> np.ndarray:
+    """Pixels (..., 3) with `lighting` undone, in the opponent space of the palette."""
+    gain, offset = LIGHTING_TINT[lighting]
+    return ((rgb - np.asarray(offset, np.float32)) / np.asarray(gain, np.float32)) @ _OPPONENT
+
+
 def name_pixels(rgb: np.ndarray, lighting: str) -> np.ndarray:
     """Palette index of each pixel (..., 3) after undoing `lighting`; -1 when none is near."""
-    gain, offset = LIGHTING_TINT[lighting]
-    unlit = (rgb - np.asarray(offset, np.float32)) / np.asarray(gain, np.float32)
-    d = np.linalg.norm((unlit @ _OPPONENT)[..., None, :] - _PALETTE, axis=-1)
+    d = np.linalg.norm(unlit_opponent(rgb, lighting)[..., None, :] - _PALETTE, axis=-1)
     idx = np.argmin(d, axis=-1)
     return np.where(np.min(d, axis=-1) <= NAMING_RADIUS, idx, -1)
+
+
+def secondary_votes(opp: np.ndarray, primary: int) -> np.ndarray:
+    """For pixels (N, 3) in opponent space, the palette colour c != primary whose mixing line
+    with the primary passes nearest (blur and small features blend the secondary with the
+    primary, so a blended pixel still votes for its pure colour); -1 for pixels that look
+    primary or fit no line."""
+    p = _PALETTE[primary]
+    rel = opp - p
+    best, best_d = np.full(len(opp), -1), np.full(len(opp), np.inf)
+    for c in range(len(_PALETTE)):
+        if c == primary:
+            continue
+        e = _PALETTE[c] - p
+        a = np.clip(rel @ e / float(e @ e), MIX_MIN, 1.0)
+        d = np.linalg.norm(rel - a[:, None] * e, axis=1)
+        better = d < best_d
+        best, best_d = np.where(better, c, best), np.where(better, d, best_d)
+    primary_like = np.linalg.norm(rel, axis=1) < PRIMARY_RADIUS
+    return np.where(primary_like | (best_d > LINE_RADIUS), -1, best)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,11 +454,16 @@ def detect(frames: np.ndarray) -> Detection:
     counts = np.bincount(names[inner & (names >= 0)], minlength=len(COLOUR_NAMES)).astype(float)
     total = max(counts.sum(), 1.0)
     order = np.argsort(-counts)
-    det.primary = COLOUR_NAMES[order[0]]
+    primary = int(order[0])
+    det.primary = COLOUR_NAMES[primary]
     det.primary_conf = float((counts[order[0]] - counts[order[1]]) / total)
-    share2 = counts[order[1]] / total
+    votes = np.full((t, h, w), -1)
+    votes[inner] = secondary_votes(unlit_opponent(x[inner], lighting), primary)
+    vcounts = np.bincount(votes[votes >= 0], minlength=len(COLOUR_NAMES)).astype(float)
+    second = int(np.argmax(vcounts))
+    share2 = vcounts[second] / max(float(inner.sum()), 1.0)
     if share2 >= SECONDARY_MIN_SHARE:
-        det.secondary = COLOUR_NAMES[order[1]]
+        det.secondary = COLOUR_NAMES[second]
         det.secondary_conf = float(min(1.0, (share2 - SECONDARY_MIN_SHARE) / 0.1))
     else:
         det.secondary_conf = float(min(1.0, (SECONDARY_MIN_SHARE - share2) / SECONDARY_MIN_SHARE))
@@ -442,7 +483,7 @@ def detect(frames: np.ndarray) -> Detection:
     if det.secondary is None:
         det.pattern, det.pattern_conf = "solid", det.secondary_conf
     else:
-        sec = names == COLOUR_NAMES.index(det.secondary)
+        sec = votes == second
         rim = RIM_PX * max(1.0, min(h, w) / 64)
         ps = [pattern_scores(sec[i], inner[i], masks[i], det.shape, fits[i][det.shape][1],
                              max(math.sqrt(areas[i] / UNIT_AREA[det.shape]) - rim, 1.0))
