@@ -32,7 +32,7 @@ from .errors import MontageError
 from .plan import Plan, PlannedShot
 from .subtitles import caption_png, title_png
 
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 ASPECTS = {"16:9": (854, 480), "9:16": (480, 854), "1:1": (480, 480)}
 
 
@@ -80,6 +80,7 @@ class Segment:
     frames: int
     source: str | None = None
     in_point: float = 0.0
+    length: float = 0.0           # seconds read from the source; later frames repeat the last
     caption: str = ""             # burned in when RenderConfig.subtitles
     title: str = ""
     note: str = ""
@@ -174,7 +175,9 @@ def segments_for(plan: Plan, cfg: RenderConfig) -> list[Segment]:
             if s.source not in ids:
                 ids[s.source] = _source_id(s.source)
             out.append(Segment(kind="shot", frames=frames, source=s.source,
-                               in_point=round(s.in_point, 3), caption=caption, source_id=ids[s.source]))
+                               in_point=round(s.in_point, 3),
+                               length=round(max(s.out_point - s.in_point, 1.0 / fps), 3),
+                               caption=caption, source_id=ids[s.source]))
     return out
 
 
@@ -204,7 +207,9 @@ def render_segment(seg: Segment, cfg: RenderConfig, cache_dir: Path) -> tuple[Pa
         args += ["-loop", "1", "-framerate", _fps_arg(cfg.fps), "-i", file_arg(card)]
         chain = "[0:v]setsar=1,format=yuv420p[v]"
     else:
-        args += ["-ss", f"{seg.in_point:.3f}", "-i", file_arg(seg.source)]
+        # Read only the planned piece: a short shot holds its last frame instead of running on
+        # into whatever follows it in the source.
+        args += ["-ss", f"{seg.in_point:.3f}", "-t", f"{seg.length:.3f}", "-i", file_arg(seg.source)]
         chain = f"[0:v]{_video_filter(cfg, seconds + 1.0)}[base]"
         if cfg.subtitles and seg.caption:
             cap = cache_dir / f"caption-{key}.png"

@@ -212,3 +212,18 @@ def test_prune_cache_keeps_current_and_recent(tmp_path):
     (tmp_path / "plan.json").write_text("{}")
     assert prune_cache(tmp_path, keep={"aaa"}, max_bytes=100) == 1     # bbb (oldest unused) goes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "seg-aaa.mp4", "seg-ccc.mp4"]
+
+
+def test_short_shot_holds_its_last_frame(tmp_path):
+    src = tmp_path / "two shots.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=red:s=160x90:r=24:d=2", "-f", "lavfi", "-i", "color=c=blue:s=160x90:r=24:d=2",
+                    "-filter_complex", "[0][1]concat=n=2:v=1[v]", "-map", "[v]", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)], check=True)
+    shots = [FakeShot(1, str(src), 0.0, 2.0, (50.0, 0, 0), 0.5, 0.6, 0.1, "static", "red shot")]
+    table = ShotTable.from_shots(shots, np.eye(1, 8, dtype=np.float32))
+    p = plan([Unit(text="x", duration=3.0)], table, np.eye(1, 8, dtype=np.float32), PlanConfig(fps=FPS))
+    assert p.slots()[0].hold == pytest.approx(1.0)
+    out = tmp_path / "held.mp4"
+    render_film(p, out, RenderConfig(width=W, height=H, fps=FPS), tmp_path / "cache")
+    assert frame_colour(out, 2.6).argmax() == 0          # still red: the blue shot never shows
