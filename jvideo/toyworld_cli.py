@@ -72,7 +72,7 @@ def _sample(args) -> int:
 
 
 def _accuracy(args) -> int:
-    from .toyworld.accuracy import ATTRIBUTES, measure
+    from .toyworld.accuracy import ATTRIBUTES, identity_ceiling, measure
     if args.n < 1:
         raise JVideoError(f"--n must be at least 1 (got {args.n})")
     if len(args.noise) != len(args.blur):
@@ -80,13 +80,19 @@ def _accuracy(args) -> int:
     results = []
     for noise, blur in zip(args.noise, args.blur):
         r = measure(n=args.n, seed=args.seed, noise=noise, blur=blur, size=args.size, progress=True)
-        results.append({"noise": noise, "blur": blur, "n": args.n, "accuracy": r["accuracy"]})
-    head = f"{'condition':22s}" + "".join(f"{a:>11s}" for a in ATTRIBUTES)
+        ident = identity_ceiling(shots_per_character=max(1, args.n // 16), seed=args.seed, noise=noise,
+                                 blur=blur, size=args.size)
+        results.append({"noise": noise, "blur": blur, "n": args.n, "accuracy": r["accuracy"],
+                        "cast_look_read_back": ident})
+    head = f"{'condition':22s}" + "".join(f"{a:>11s}" for a in ATTRIBUTES) + "  cast look"
     print(f"detector accuracy on {args.n} rendered {args.size}x{args.size} clips per condition (seed {args.seed})")
     print(head)
     for r in results:
         cond = f"noise {r['noise']:g}, blur {r['blur']:g}"
-        print(f"{cond:22s}" + "".join(f"{r['accuracy'][a]:11.3f}" for a in ATTRIBUTES))
+        print(f"{cond:22s}" + "".join(f"{r['accuracy'][a]:11.3f}" for a in ATTRIBUTES)
+              + f"{r['cast_look_read_back']['overall']:11.3f}")
+    print("cast look: share of cast shots (medium/close-up, random place, motion, lighting) whose "
+          "full look (shape, colours, pattern) is read back")
     if args.json:
         from .toyworld.library import atomic_write_json
         atomic_write_json(Path(args.json), {"seed": args.seed, "size": args.size, "results": results})
