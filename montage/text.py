@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .errors import MontageError
 
@@ -193,6 +194,7 @@ def split_units(text: str, max_words: int = MAX_UNIT_WORDS, titles: bool = True)
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 
 
+@lru_cache(maxsize=1 << 16)  # library texts repeat their words: stem each once
 def stem(word: str) -> str:
     """A small suffix stemmer (plural, -ing, -ed, -ly): "running" -> "run", "cities" -> "city"."""
     w = word.lower()
