@@ -127,7 +127,7 @@ def _detect(args) -> int:
         d = detect(frames)
     except ValueError as err:
         raise JVideoError(str(err)) from None
-    out = {k: v for k, v in vars(d).items() if k not in ("centroids", "areas", "features")}
+    out = {k: v for k, v in vars(d).items() if k not in ("centroids", "areas", "masks", "features")}
     json.dump(out, sys.stdout, indent=1)
     print()
     return 0

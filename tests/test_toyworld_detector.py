@@ -34,6 +34,10 @@ def test_reads_a_known_clip():
         "grass", "sunset", "purple", "yellow", "star", "split", "close-up", "right")
     assert 0 < d.primary_conf <= 1 and d.centroids.shape == (16, 2)
     assert np.all(np.diff(d.centroids[:, 0]) > 0)  # the track moves right every frame
+    assert d.masks.shape == (16, 64, 64)
+    for t in (0, 15):  # the mask sits on the true object centre, with about its area
+        assert d.masks[t, int(p.track.cy[t]), int(p.track.cx[t])]
+    assert np.allclose(d.centroids[:, 0], p.track.cx, atol=1.5) and np.allclose(d.centroids[:, 1], p.track.cy, atol=1.5)
 
 
 def test_empty_scene_finds_nothing():

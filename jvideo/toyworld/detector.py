@@ -73,6 +73,7 @@ class Detection:
     motion_conf: float = 0.0
     centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (T, 2) x, y; nan if absent
     areas: np.ndarray = field(default_factory=lambda: np.zeros(0))          # (T,) pixels
+    masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), bool))  # (T, H, W)
     features: dict = field(default_factory=dict)
 
     def look(self) -> tuple:
@@ -440,7 +441,7 @@ def detect(frames: np.ndarray) -> Detection:
     for i in np.nonzero(areas >= MIN_OBJECT_PX)[0]:
         ys, xs = np.nonzero(masks[i])
         cents[i] = xs.mean() + 0.5, ys.mean() + 0.5
-    det.centroids, det.areas = cents, areas
+    det.centroids, det.areas, det.masks = cents, areas, masks
     present = np.nonzero(areas >= MIN_OBJECT_PX)[0]
     if len(present) < max(2, t // 4):
         return det

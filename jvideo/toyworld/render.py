@@ -294,3 +294,9 @@ def render_clip(params: ClipParams, frame_ids: list[int] | None = None) -> np.nd
         _draw_object(canvas, p.look, t.cx[f], t.cy[f], t.radius[f], t.angle[f], ss, outline_px, palette)
         out[i] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return out
+
+
+def make_clip(rng: np.random.Generator, **kwargs) -> tuple[np.ndarray, ClipParams]:
+    """Draw parameters (`sample_params` keywords) and render them: (frames (T, H, W, 3), params)."""
+    params = sample_params(rng, **kwargs)
+    return render_clip(params), params
