@@ -308,3 +308,20 @@ def test_pace_gives_way_when_the_library_is_small():
     p = plan(units, table, v[:5], PlanConfig(pace="fast"))      # fast wants ~3 shots per unit
     assert [len(u.shots) for u in p.units] == [1] * 5
     assert len({s.shot_id for s in p.slots()}) == 5
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC", min_size=1, max_size=8)
+_sep = st.sampled_from([" ", ", ", ". ", "; ", "! ", "? ", " and ", ".\n\n", ": ", " e.g. "])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_word, _sep), min_size=1, max_size=60))
+def test_units_keep_every_word_in_order(pieces):
+    text = "".join(w + s for w, s in pieces)
+    units = split_units(text, max_words=8)
+    words = lambda s: [w for w in "".join(c if c.isalnum() else " " for c in s).split()]  # noqa: E731
+    assert words(" ".join(u.text for u in units)) == words(text)
+    assert all(u.text == u.text.strip() and u.text for u in units)
+    assert all(len(u.text.split()) <= 12 for u in units)      # long sentences are cut
