@@ -51,16 +51,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--plot", metavar="F.png", help="write a bar chart (speed-up over PyTorch eager)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both sides")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement")
+    p.add_argument("--omp-wait", choices=("passive", "active"), default="passive",
+                   help="OMP_WAIT_POLICY for both sides (default passive: on a shared or "
+                        "oversubscribed machine, spinning OpenMP workers starve the next region)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--ops", default="", help="comma-separated subset of ops (default: all)")
     return p.parse_args(argv)
 
 
-def set_threads(n: int) -> None:
-    """Before Jittor and torch load: the same OpenMP thread count on both sides."""
-    if "jittor" in sys.modules and os.environ.get("OMP_NUM_THREADS") != str(n):
-        print(f"warning: Jittor already loaded; --threads {n} may not apply to it", file=sys.stderr)
+def set_threads(n: int, wait_policy: str) -> None:
+    """Before Jittor and torch load: the same OpenMP threads and wait policy on both sides."""
+    if "jittor" in sys.modules or "torch" in sys.modules:
+        print("warning: Jittor or torch already loaded; --threads/--omp-wait may not apply",
+              file=sys.stderr)
     os.environ["OMP_NUM_THREADS"] = str(n)
+    os.environ["OMP_WAIT_POLICY"] = wait_policy.upper()
 
 
 def median_ms(fn: Callable[[], object], sync: Callable[[object], None], warmup: int, repeats: int) -> float:
@@ -280,6 +285,7 @@ class Bench:
                 d["gflops"] = {k: r.flops / (v / 1e3) / 1e9 for k, v in r.ms.items()}
             rows.append(d)
         return {"date_utc": self.date, "machine": self.machine, "threads": self.args.threads,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                 "jittor_threads": self.jt_threads, "torch_threads": self.torch.get_num_threads(),
                 "triad_gbps": self.bw, "load_before": self.load_before, "load_after": _loadavg(),
                 "batch": BATCH, "repeats": self.repeats, "ops": rows, "block": self.block_rows}
@@ -290,7 +296,8 @@ class Bench:
         self.load_before = _loadavg()
         self.bw, self.jt_threads = self.triad_gbps()
         print(f"jvideo bench kernels  {self.date}  {self.machine}  load {self.load_before}")
-        print(f"threads: jittor {self.jt_threads}, torch {self.torch.get_num_threads()}  "
+        print(f"threads: jittor {self.jt_threads}, torch {self.torch.get_num_threads()}, "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}  "
               f"triad bandwidth {self.bw:.1f} GB/s  batch {BATCH}  median of {self.repeats}")
         print("times in ms (lower is better); 'vs eager'/'vs comp' = PyTorch time / fused time; "
               "GB/s and %BW for the fused kernel (compulsory traffic); err = max |fused - eager|")
@@ -374,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             print(f"jvideo bench kernels: folder of {path} does not exist", file=sys.stderr)
             return 2
-    set_threads(args.threads)
+    set_threads(args.threads, args.omp_wait)
     data = Bench(args).run()
     if args.json:
         write_json(args.json, data)
