@@ -245,6 +245,10 @@ class PlannedUnit:
     key: str
     shots: list[PlannedShot]
     note: str = ""
+    # Machine-readable match state (the film pipeline generates shots for "weak"/"none"):
+    # "good" | "weak" (best available below min_similarity) | "none" (title card instead)
+    # | "pinned" | "title" (a heading).
+    match: str = "good"
     # Retrieval result, kept so a re-plan skips retrieval for unchanged (or moved) sentences:
     # (shot id, relevance, cosine similarity), best first.
     candidates: list[tuple[int, float, float]] = field(default_factory=list)
@@ -252,13 +256,13 @@ class PlannedUnit:
     def to_dict(self) -> dict:
         return {"index": self.index, "text": self.text, "kind": self.kind,
                 "start": round(self.start, 4), "end": round(self.end, 4), "key": self.key,
-                "note": self.note, "candidates": [[i, round(r, 5), round(c, 5)] for i, r, c in self.candidates],
+                "note": self.note, "match": self.match, "candidates": [[i, round(r, 5), round(c, 5)] for i, r, c in self.candidates],
                 "shots": [s.to_dict() for s in self.shots]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PlannedUnit":
         return cls(index=d["index"], text=d["text"], kind=d["kind"], start=d["start"], end=d["end"],
-                   key=d["key"], note=d.get("note", ""),
+                   key=d["key"], note=d.get("note", ""), match=d.get("match", "good"),
                    candidates=[(int(c[0]), float(c[1]), float(c[-1])) for c in d.get("candidates", [])],
                    shots=[PlannedShot.from_dict(s) for s in d["shots"]])
 
@@ -572,9 +576,10 @@ def plan(units: Sequence[Unit], table: ShotTable, unit_vecs: np.ndarray,
         c = cands.get(i)
         top = ([(int(table.ids[r]), float(v), float(m)) for r, v, m in zip(c.rows, c.relevance, c.similarity)]
                if c else [])
+        note, match = notes.get(i, ("", "title" if units[i].kind == "title" else "good"))
         planned.append(PlannedUnit(index=i, text=units[i].text, kind=units[i].kind, start=times[i][0],
                                    end=times[i][1], key=keys[i], shots=by_unit.get(i, []),
-                                   note=notes.get(i, ""), candidates=top))
+                                   note=note, match=match, candidates=top))
     total_cost = sum(s.costs.get("total", 0.0) for u in planned for s in u.shots)
     return Plan(units=planned, duration=times[-1][1], fps=cfg.fps, solver=solver, cost=total_cost,
                 config=asdict(cfg), config_signature=cfg.signature(),
@@ -624,20 +629,20 @@ class _Choices:
 
 def _slot_choices(todo: list[_Slot], units: list[Unit], cands: dict[int, Candidates],
                   table: ShotTable, unit_vecs: np.ndarray, cfg: PlanConfig
-                  ) -> tuple[_Choices, dict[int, str]]:
+                  ) -> tuple[_Choices, dict[int, tuple[str, str]]]:
     """What each slot may show: titles and empty libraries a title card, pins their shot,
     text units their candidates (or a title card under fallback="title" when none is good).
-    Returns the choices and a note per unit that needed explaining."""
+    Returns the choices and (note, match state) per unit that needed explaining."""
     row_of = table.row_of()
     title = (np.array([-1]), np.zeros(1), np.zeros(1))
-    notes: dict[int, str] = {}
+    notes: dict[int, tuple[str, str]] = {}
     out = _Choices([], [], [])
     for sl in todo:
         u = units[sl.unit]
         if u.kind == "title" or len(table) == 0:
             rows, rel, sim = title
             if u.kind != "title":
-                notes[sl.unit] = "no footage in the library: title card"
+                notes[sl.unit] = ("no footage in the library: title card", "none")
         elif u.pin is not None:
             if u.pin not in row_of:
                 raise MontageError(f"unit {u.text[:40]!r} is pinned to shot {u.pin}, "
@@ -645,7 +650,7 @@ def _slot_choices(todo: list[_Slot], units: list[Unit], cands: dict[int, Candida
             r = row_of[u.pin]
             s = float(table.vectors[r] @ unit_vecs[sl.unit])
             rows, rel, sim = np.array([r]), np.array([s]), np.array([s])
-            notes[sl.unit] = f"pinned to shot {u.pin}"
+            notes[sl.unit] = (f"pinned to shot {u.pin}", "pinned")
         else:
             c = cands[sl.unit]
             rows, rel, sim = c.rows, c.relevance, c.similarity
@@ -653,9 +658,10 @@ def _slot_choices(todo: list[_Slot], units: list[Unit], cands: dict[int, Candida
                 best = float(c.similarity.max()) if len(c.similarity) else 0.0
                 if cfg.fallback == "title":
                     rows, rel, sim = title
-                    notes[sl.unit] = f"no good match (best similarity {best:.2f}): title card"
+                    notes[sl.unit] = (f"no good match (best similarity {best:.2f}): title card", "none")
                 else:
-                    notes[sl.unit] = f"no good match (best similarity {best:.2f}): best available used"
+                    notes[sl.unit] = (f"no good match (best similarity {best:.2f}): best available used",
+                                      "weak")
         out.rows.append(rows)
         out.relevance.append(rel)
         out.similarity.append(sim)

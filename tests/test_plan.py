@@ -176,8 +176,10 @@ def test_no_good_match_and_titles_are_said_in_the_plan():
     p = plan(units, table, uv, PlanConfig(min_similarity=0.9))
     assert p.units[0].shots[0].kind == "title" and p.units[0].end == pytest.approx(2.0)
     assert "best available" in p.units[1].note and p.units[1].shots[0].kind == "shot"
+    assert [u.match for u in p.units] == ["title", "weak"]
     p2 = plan(units, table, uv, PlanConfig(min_similarity=0.9, fallback="title"))
     assert p2.units[1].shots[0].kind == "title" and "title card" in p2.units[1].note
+    assert p2.units[1].match == "none" and Plan.from_dict(p2.to_dict()).units[1].match == "none"
 
 
 def test_pins_and_empty_library():
