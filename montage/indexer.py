@@ -14,6 +14,8 @@ import os
 import shutil
 import sys
 import time
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,7 +36,9 @@ HASH_BLOCK = 1 << 20
 class IndexConfig:
     sample_fps: float = 4.0        # frames analysed per second of video
     width: int = 160               # analysis (and thumbnail) width in pixels
-    threads: int = 0               # ffmpeg decoding threads (0: ffmpeg decides)
+    threads: int = 1               # ffmpeg threads per file (measured on the shared 2-core
+                                   # machine: 0.56 s with one vs 1.09 s with ffmpeg's auto)
+    workers: int = 2               # files decoded at once
     fast_decode: bool = True       # skip B-frames and deblocking (see video.decode_frames)
     save_every_s: float = 30.0     # write shots.faiss at least this often
     cut: CutConfig = field(default_factory=CutConfig)
@@ -118,12 +122,16 @@ class Analysis:
     times: list[tuple[float, float]]       # the same in seconds (kept inside the cuts)
 
 
-def analyse_video(path: str | Path, cfg: IndexConfig) -> Analysis:
-    """Probe, decode and cut one video. MontageError if it cannot be read."""
-    info = video.probe(path)
+def analyse_video(path: str | Path, cfg: IndexConfig, info: video.VideoInfo | None = None,
+                  cancel: threading.Event | None = None) -> Analysis:
+    """Probe (unless `info` is given), decode and cut one video. MontageError if unreadable
+    or if `cancel` is set while it runs."""
+    info = info or video.probe(path)
     analyzer = feat.FrameAnalyzer(cfg.sample_fps)
     for batch in video.decode_frames(info, cfg.sample_fps, cfg.width, cfg.threads,
                                      fast=cfg.fast_decode):
+        if cancel is not None and cancel.is_set():
+            raise MontageError(f"cancelled: {path}")
         analyzer.add(batch)
     stats = analyzer.stats
     if stats is None or len(stats) == 0:
@@ -211,29 +219,68 @@ def _run(lib: Library, root: Path, files: list[Path], cfg: IndexConfig, report: 
             lib.remove_file(rec.path)
             lib.drop_unused_thumbnails(old_thumbs)
             report.removed.append(rec.path)
+    # Pass 1 (cheap: stat, sidecars, a sampled hash when size or mtime moved) settles the
+    # unchanged and re-captioned files. Pass 2 decodes the rest, `cfg.workers` files at a
+    # time in threads (ffmpeg and numpy run outside the GIL), while this thread embeds and
+    # commits finished files in order, one transaction each.
+    jobs = [job for path in files if (job := _triage(lib, path, reader, report, warn)) is not None]
     last_save = time.perf_counter()
-    bar = tqdm(files, unit="file", desc="indexing", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
-    for path in bar:
-        bar.set_postfix_str(path.name[-40:], refresh=False)
-        _index_one(lib, path, reader, cfg, report, warn)
-        if time.perf_counter() - last_save > cfg.save_every_s:
-            lib.save_index()
-            last_save = time.perf_counter()
-    bar.close()
+    bar = tqdm(total=len(jobs), unit="file", desc="indexing", disable=not progress or not jobs,
+               file=sys.stderr, dynamic_ncols=True)
+    cancel = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="decode")
+    pending: list[Future] = []
+    try:
+        queued = iter(jobs)
+        for job in jobs:
+            while len(pending) < max(1, cfg.workers) and (nxt := next(queued, None)) is not None:
+                pending.append(pool.submit(_decode_job, nxt, cfg, lib.thumbs_dir, cancel))
+            bar.set_postfix_str(job.path.name[-40:], refresh=False)
+            _commit(lib, job, pending.pop(0), report, warn)
+            bar.update(1)
+            if time.perf_counter() - last_save > cfg.save_every_s:
+                lib.save_index()
+                last_save = time.perf_counter()
+    finally:
+        cancel.set()                      # an interrupted run stops the decoders at once
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
     for w in reader.warnings:
         warn(w)
 
 
-def _index_one(lib: Library, path: Path, reader: SidecarReader, cfg: IndexConfig,
-               report: IndexReport, warn: Callable[[str], None]) -> None:
+@dataclass
+class _Job:
+    """A file that has to be (re-)decoded."""
+    path: Path
+    st: os.stat_result
+    rec: object            # library.FileRecord or None
+    chash: str
+    text: ClipText
+    sig: str
+
+
+def _fail(lib: Library, job: _Job, reason: str, report: IndexReport, warn: Callable[[str], None]) -> None:
+    spath = str(job.path)
+    old_thumbs = [s.thumbnail for s in lib.file_shots(spath)] if job.rec is not None else []
+    lib.replace_file(spath, job.st.st_size, job.st.st_mtime, job.chash, "failed", error=reason,
+                     text_sig=job.sig, indexed_at=time.time())
+    lib.drop_unused_thumbnails(old_thumbs)
+    report.failed.append((spath, reason))
+    warn(f"skipping {spath}: {reason}")
+
+
+def _triage(lib: Library, path: Path, reader: SidecarReader, report: IndexReport,
+            warn: Callable[[str], None]) -> _Job | None:
+    """Settle a file that needs no decoding (unchanged, touched, re-captioned, unreadable);
+    else return the job of decoding it."""
     spath = str(path)
     try:
         st = path.stat()
     except OSError as err:
         report.failed.append((spath, err.strerror or str(err)))
         warn(f"skipping {spath}: {err.strerror}")
-        return
+        return None
     rec = lib.file_record(spath)
     text = reader.read(path)
     for w in text.warnings:
@@ -243,45 +290,53 @@ def _index_one(lib: Library, path: Path, reader: SidecarReader, cfg: IndexConfig
         report.skipped += 1
         if rec.status == "failed":
             report.still_failed.append((spath, rec.error))
-        return
+        return None
     try:
         chash = content_hash(path, st.st_size) if st.st_size > 0 else ""
     except OSError as err:
-        chash = ""
-        reason = err.strerror or str(err)
-        lib.replace_file(spath, st.st_size, st.st_mtime, chash, "failed", error=reason, text_sig=sig,
-                         indexed_at=time.time())
-        report.failed.append((spath, reason))
-        warn(f"skipping {spath}: {reason}")
-        return
+        _fail(lib, _Job(path, st, rec, "", text, sig), err.strerror or str(err), report, warn)
+        return None
     if rec is not None and rec.size == st.st_size and rec.hash == chash and chash:
         if rec.text_sig == sig or rec.status == "failed":   # touched, not changed
             lib.touch_file(spath, st.st_size, st.st_mtime)
             report.skipped += 1
             if rec.status == "failed":
                 report.still_failed.append((spath, rec.error))
-            return
+            return None
         _retext(lib, spath, rec, st, chash, text, sig)     # only the sidecar text changed
         report.retexted.append(spath)
-        return
+        return None
+    return _Job(path, st, rec, chash, text, sig)
+
+
+def _decode_job(job: _Job, cfg: IndexConfig, thumbs_dir: Path, cancel: threading.Event):
+    """Worker thread: probe, decode, cut, describe and thumbnail one file.
+    Returns (Analysis, shots) or the MontageError that made it fail."""
     try:
-        if st.st_size == 0:
+        if job.st.st_size == 0:
             raise MontageError("empty file (0 bytes)")
-        an = analyse_video(path, cfg)
-        shots = build_shots(an, text, lib.thumbs_dir, chash[:16])
+        an = analyse_video(job.path, cfg, cancel=cancel)
+        return an, build_shots(an, job.text, thumbs_dir, job.chash[:16])
+    except MontageError as err:
+        return err
+
+
+def _commit(lib: Library, job: _Job, decoded: Future, report: IndexReport,
+            warn: Callable[[str], None]) -> None:
+    """Embed and store one decoded file (one transaction), or record why it failed."""
+    spath = str(job.path)
+    result = decoded.result()
+    try:
+        if isinstance(result, MontageError):
+            raise result
+        an, shots = result
         emb = lib.embedder.embed([s.text for s in shots])
     except MontageError as err:
-        reason = str(err).replace(spath + ": ", "")
-        old_thumbs = [s.thumbnail for s in lib.file_shots(spath)] if rec is not None else []
-        lib.replace_file(spath, st.st_size, st.st_mtime, chash, "failed", error=reason, text_sig=sig,
-                         indexed_at=time.time())
-        lib.drop_unused_thumbnails(old_thumbs)
-        report.failed.append((spath, reason))
-        warn(f"skipping {spath}: {reason}")
+        _fail(lib, job, str(err).replace(spath + ": ", ""), report, warn)
         return
-    old_thumbs = [s.thumbnail for s in lib.file_shots(spath)] if rec is not None else []
-    lib.replace_file(spath, st.st_size, st.st_mtime, chash, "done", shots, emb,
-                     duration=an.info.duration, indexed_at=time.time(), text_sig=sig)
+    old_thumbs = [s.thumbnail for s in lib.file_shots(spath)] if job.rec is not None else []
+    lib.replace_file(spath, job.st.st_size, job.st.st_mtime, job.chash, "done", shots, emb,
+                     duration=an.info.duration, indexed_at=time.time(), text_sig=job.sig)
     lib.drop_unused_thumbnails(old_thumbs)
     report.indexed.append(spath)
     report.shots += len(shots)

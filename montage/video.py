@@ -102,7 +102,7 @@ def analysis_size(info: VideoInfo, width: int) -> tuple[int, int]:
 
 
 def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads: int = 0,
-                  batch: int = 64, timeout: float | None = None, fast: bool = True) -> Iterator[np.ndarray]:
+                  batch: int = 16, timeout: float | None = None, fast: bool = True) -> Iterator[np.ndarray]:
     """Decode `info.path` at `sample_fps`, scaled to `width` px wide, as RGB.
 
     Yields batches (B, H, W, 3) uint8; frame i of the stream is at time i / sample_fps.
