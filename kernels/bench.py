@@ -201,8 +201,8 @@ class Bench:
             if not wanted or "attention" in wanted:
                 flops = 4.0 * B * H * N * N * D
                 threads = self.args.threads
-                Dp, Sp = (D + 15) // 16 * 16, (N + 63) // 64 * 64
-                extra = {"fused": B * H * N * 4 + threads * (2 * 32 * Dp + 2 * Sp * Dp + 32 * 64) * 4,
+                Dp, Sp = (D + 15) // 16 * 16, (N + 127) // 128 * 128
+                extra = {"fused": B * H * N * 4 + threads * (2 * 32 * Dp + 2 * Sp * Dp + 32 * 128) * 4,
                          "unfused": 2 * B * H * N * N * 4}
                 self.measure("attention", model, N,
                              lambda: [self.arr(B, H, N, D), self.arr(B, H, N, D), self.arr(B, H, N, D)],
