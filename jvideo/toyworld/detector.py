@@ -377,7 +377,7 @@ def classify_motion(cents: np.ndarray, areas: np.ndarray, change: float, height:
     c, a = cents[ok], areas[ok]
     if len(c) < 3:
         return "still", 0.0, {}
-    k = max(1, len(c) // 5)
+    k = max(1, min(3, len(c) // 5))  # a short window: long jumps bounce within a fifth of the clip
     start, end = c[:k].mean(axis=0), c[-k:].mean(axis=0)
     dx, dy = (end[0] - start[0]) / width, (end[1] - start[1]) / height
     line = start[1] + (end[1] - start[1]) * np.linspace(0, 1, len(c))
