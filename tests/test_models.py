@@ -236,3 +236,20 @@ def test_latte_text_mask_ignores_padding(latte_pair):
     want = model(jt.array(x), jt.array(t), jt.array(text)).numpy()
     got = model(jt.array(x), jt.array(t), jt.array(padded), jt.array(mask)).numpy()
     assert max_err(got, want) <= 1e-4
+
+
+def test_dit_label_dropout_is_shared_by_all_blocks(dit_pair):
+    """Training-time label dropout happens once per sample, so with p=1 every block (and the
+    final layer) sees the null class: the output equals eval mode with null labels."""
+    _, model, _ = dit_pair
+    x, t, y = dit_inputs(7)
+    emb = model.transformer_blocks[0].norm1.emb.class_embedder
+    want = run_dit(model, x, t, np.full_like(y, emb.num_classes))
+    model.train()
+    old, emb.dropout_prob = emb.dropout_prob, 1.0
+    try:
+        got = run_dit(model, x, t, y)
+    finally:
+        emb.dropout_prob = old
+        model.eval()
+    assert max_err(got, want) <= 1e-6

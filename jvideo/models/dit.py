@@ -126,6 +126,8 @@ class DiT(nn.Module):
     def execute(self, x: jt.Var, t: jt.Var, y: jt.Var) -> jt.Var:
         _, _, h, w = x.shape
         p = self.config.patch_size
+        # Drop labels once for all blocks (diffusers drops them independently in each block).
+        y = self.transformer_blocks[0].norm1.emb.class_embedder.drop(y)
         tokens = self.pos_embed(x)                                     # (B, N, D)
         for block in self.transformer_blocks:
             tokens = block(tokens, t, y)

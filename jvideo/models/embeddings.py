@@ -84,12 +84,16 @@ class LabelEmbedding(nn.Module):
         self.dropout_prob = dropout_prob
         self.embedding_table = nn.Embedding(num_classes + int(dropout_prob > 0), hidden)
 
-    def execute(self, labels: jt.Var) -> jt.Var:
+    def drop(self, labels: jt.Var) -> jt.Var:
+        """Training-time label dropout: each label becomes the null class with dropout_prob."""
         labels = labels.int32()
-        if self.is_training() and self.dropout_prob > 0:
-            drop = jt.rand(labels.shape) < self.dropout_prob
-            labels = jt.ternary(drop, jt.full_like(labels, self.num_classes), labels)
-        return self.embedding_table(labels)
+        if not (self.is_training() and self.dropout_prob > 0):
+            return labels
+        dropped = jt.rand(labels.shape) < self.dropout_prob
+        return jt.ternary(dropped, jt.full_like(labels, self.num_classes), labels)
+
+    def execute(self, labels: jt.Var) -> jt.Var:
+        return self.embedding_table(labels.int32())
 
 
 class CombinedTimestepLabelEmbeddings(nn.Module):
