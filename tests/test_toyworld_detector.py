@@ -80,3 +80,7 @@ def test_cast_looks_are_read_back_for_identity_scoring():
     d = detect(tw.render_clip(tw.sample_params(np.random.default_rng(3), look=tw.character("Mira").look,
                                                camera="close-up")))
     assert d.matches(tw.character("Mira").look) and not d.matches(tw.character("Luna").look)
+    rng = np.random.default_rng(4)  # a single reference image is read too
+    for name in ("Tomo", "Zara"):
+        ref = tw.reference_frame(rng, tw.character(name).look)
+        assert detect(ref).matches(tw.character(name).look), name
