@@ -173,9 +173,28 @@ def _set_jittor_verbosity(verbose: bool) -> None:
 def import_jittor(verbose: bool | None = None):
     """Configure, import Jittor and select the device. Returns the `jittor` module."""
     state = configure(verbose)
+    first = "jittor" not in sys.modules
     import jittor as jt
+    if first:
+        restore_signal_handlers()
     jt.flags.use_cuda = 1 if (state.backend == "cuda" and jt.has_cuda) else 0
     return jt
+
+
+def restore_signal_handlers() -> None:
+    """Undo Jittor's process-wide SIGCHLD and SIGINT handlers.
+
+    On import Jittor makes the *whole process* quick_exit(1) when any child process dies from
+    a signal (an ffmpeg we kill, a test's killed subprocess) and on Ctrl-C, skipping Python's
+    clean-up: temporary files stay behind and the exit looks like a crash. Python's defaults
+    give KeyboardInterrupt (handled by the CLI) and ignore children's deaths.
+    """
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def warm() -> None:

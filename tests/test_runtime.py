@@ -53,3 +53,16 @@ def test_jittor_logs_stay_out_of_normal_output():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "6.0"
     assert "[i " not in proc.stderr  # Jittor's info log lines
+
+
+def test_a_killed_child_or_ctrl_c_does_not_kill_a_jittor_process():
+    # Jittor's own handlers quick_exit(1) the process when a child dies from a signal.
+    import subprocess
+    import sys
+    code = ("from kernels import runtime\njt = runtime.import_jittor()\nimport subprocess, signal, os\n"
+            "p = subprocess.Popen(['sleep', '30']); p.kill(); p.wait()\n"
+            "try:\n    os.kill(os.getpid(), signal.SIGINT)\nexcept KeyboardInterrupt:\n    print('interrupt handled')\n"
+            "print('still alive')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["interrupt", "handled", "still", "alive"]
