@@ -37,6 +37,7 @@ class Row:
     flops: float = 0.0
     extra_mem: dict[str, int] = field(default_factory=dict)
     max_err: float = 0.0          # fused vs eager, max abs difference
+    triad_gbps: float = 0.0       # STREAM triad measured right after this row
 
     def speedup(self, other: str) -> float | None:
         if other in self.ms and "fused" in self.ms:
@@ -68,15 +69,20 @@ def set_threads(n: int, wait_policy: str) -> None:
     os.environ["OMP_WAIT_POLICY"] = wait_policy.upper()
 
 
-def median_ms(fn: Callable[[], object], sync: Callable[[object], None], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        sync(fn())
-    times = []
+def interleaved_ms(cases: dict[str, tuple[Callable[[], object], Callable[[object], None]]],
+                   warmup: int, repeats: int) -> dict[str, float]:
+    """Median ms per case; the cases run round-robin, so load that drifts during the run (a
+    shared machine) hits every implementation alike instead of whichever ran last."""
+    for fn, sync in cases.values():
+        for _ in range(warmup):
+            sync(fn())
+    times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        sync(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+        for name, (fn, sync) in cases.items():
+            t0 = time.perf_counter()
+            sync(fn())
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
 class Bench:
@@ -103,21 +109,33 @@ class Bench:
             o.sync()
         self.jt.sync_all(True)
 
-    def time_jt(self, fn, repeats=None) -> float:
-        return median_ms(fn, self._sync_jt, self.warmup, repeats or self.repeats)
+    def jt_case(self, fn, fused: bool):
+        def run():
+            with self.ops.use_fused(fused):
+                return fn()
+        return run, self._sync_jt
 
-    def time_torch(self, fn, repeats=None) -> float:
-        return median_ms(fn, lambda out: None, self.warmup, repeats or self.repeats)
+    @staticmethod
+    def torch_case(fn, no_grad: bool = True):
+        def run():
+            if no_grad:
+                import torch
+                with torch.no_grad():
+                    return fn()
+            return fn()
+        return run, lambda out: None
 
     def arr(self, *shape):
         return self.rng.standard_normal(shape).astype("float32")
 
     # -- bandwidth probe ------------------------------------------------------------------------
-    def triad_gbps(self) -> tuple[float, int]:
+    def triad_gbps(self, repeats: int | None = None) -> tuple[float, int]:
         """STREAM triad a = b + s c over 3 x 128 MiB in a jt.code OpenMP loop; GB/s, threads."""
         jt = self.jt
         n = 1 << 25
-        b, c = jt.array(self.arr(n)), jt.array(self.arr(n))
+        if not hasattr(self, "_triad_in"):
+            self._triad_in = jt.array(self.arr(n)), jt.array(self.arr(n))
+        b, c = self._triad_in
         src = """
             const long n = in0_shape0;
             #pragma omp parallel for schedule(static)
@@ -126,7 +144,7 @@ class Bench:
         """
         best = []
         threads = 0
-        for _ in range(self.repeats + 2):
+        for _ in range((repeats or self.repeats) + 2):
             t0 = time.perf_counter()
             a, th = jt.code([(n,), (1,)], ["float32", "float32"], [b, c], cpu_header="#include <omp.h>",
                             cpu_src=src)
@@ -146,19 +164,21 @@ class Bench:
         t_in = [torch.tensor(a) for a in inputs]
         row = Row(op, model, tokens, "x".join(map(str, inputs[0].shape)), bytes_moved=bytes_moved,
                   flops=flops, extra_mem=extra_mem or {})
+        cases = {"fused": self.jt_case(lambda: jfn(*j_in), True),
+                 "unfused": self.jt_case(lambda: jfn(*j_in), False),
+                 "eager": self.torch_case(lambda: tfn(*t_in))}
+        if not self.args.no_compile:
+            cfn = torch.compile(tfn, dynamic=False)
+            cases["compile"] = self.torch_case(lambda: cfn(*t_in))
+        row.ms = interleaved_ms(cases, self.warmup, repeats or self.repeats)
         with self.ops.use_fused(True):
-            row.ms["fused"] = self.time_jt(lambda: jfn(*j_in), repeats)
             fused_out = jfn(*j_in).numpy()
-        with self.ops.use_fused(False):
-            row.ms["unfused"] = self.time_jt(lambda: jfn(*j_in), repeats)
-        jt.gc()
         with torch.no_grad():
-            row.ms["eager"] = self.time_torch(lambda: tfn(*t_in), repeats)
             eager_out = tfn(*t_in).numpy()
-            if not self.args.no_compile:
-                cfn = torch.compile(tfn, dynamic=False)
-                row.ms["compile"] = self.time_torch(lambda: cfn(*t_in), repeats)
         row.max_err = float(np.abs(fused_out - eager_out).max())
+        # bandwidth measured next to the row: the machine's load drifts during a run
+        row.triad_gbps = self.triad_gbps(repeats=3)[0]
+        jt.gc()
         self.rows.append(row)
         self.print_row(row)
         return row
@@ -226,12 +246,7 @@ class Bench:
             tx, tc = torch.tensor(x, requires_grad=True), torch.tensor(c)
             params = jb.parameters() + [jx]
             res = {"model": model, "tokens": N, "batch": BATCH, "fwd": {}, "fwd_bwd": {}}
-            reps = max(2, self.repeats // 2)
-            for fused, key in ((True, "fused"), (False, "unfused")):
-                with self.ops.use_fused(fused):
-                    res["fwd"][key] = self.time_jt(lambda: jb(jx, jc), reps)
-                    res["fwd_bwd"][key] = self.time_jt(lambda: jt.grad(jb(jx, jc).sum(), params), reps)
-                jt.gc()
+            reps = max(3, self.repeats // 2)
             with self.ops.use_fused(True):
                 res["max_err"] = float(np.abs(jb(jx, jc).numpy() - tb(tx, tc).detach().numpy()).max())
 
@@ -241,14 +256,20 @@ class Bench:
                     tx.grad = None
                     m(tx, tc).sum().backward()
                 return step
-            with torch.no_grad():
-                res["fwd"]["eager"] = self.time_torch(lambda: tb(tx, tc), reps)
-            res["fwd_bwd"]["eager"] = self.time_torch(fwd_bwd(tb), reps)
+            fwd = {"fused": self.jt_case(lambda: jb(jx, jc), True),
+                   "unfused": self.jt_case(lambda: jb(jx, jc), False),
+                   "eager": self.torch_case(lambda: tb(tx, tc))}
+            both = {"fused": self.jt_case(lambda: jt.grad(jb(jx, jc).sum(), params), True),
+                    "unfused": self.jt_case(lambda: jt.grad(jb(jx, jc).sum(), params), False),
+                    "eager": self.torch_case(fwd_bwd(tb), no_grad=False)}
             if not self.args.no_compile:
                 cb = torch.compile(tb, dynamic=False)
-                with torch.no_grad():
-                    res["fwd"]["compile"] = self.time_torch(lambda: cb(tx, tc), reps)
-                res["fwd_bwd"]["compile"] = self.time_torch(fwd_bwd(cb), reps)
+                fwd["compile"] = self.torch_case(lambda: cb(tx, tc))
+                both["compile"] = self.torch_case(fwd_bwd(cb), no_grad=False)
+            res["fwd"] = interleaved_ms(fwd, self.warmup, reps)
+            jt.gc()
+            res["fwd_bwd"] = interleaved_ms(both, self.warmup, reps)
+            jt.gc()
             self.block_rows.append(res)
             for phase in ("fwd", "fwd_bwd"):
                 ms = res[phase]
@@ -260,17 +281,17 @@ class Bench:
     # -- output ---------------------------------------------------------------------------------
     def print_header(self) -> None:
         print(f"{'op':20s} {'model':5s} {'N':>5s} " + " ".join(f"{k + ' ms':>11s}" for k in IMPLS)
-              + f" {'vs eager':>8s} {'vs comp':>8s} {'GB/s':>7s} {'%BW':>5s} {'GFLOP/s':>8s} {'err':>8s}")
+              + f" {'vs eager':>8s} {'vs comp':>8s} {'GB/s':>7s} {'%BW':>5s} {'triad':>6s} {'GFLOP/s':>8s} {'err':>8s}")
 
     def print_row(self, row: Row) -> None:
         gbps = row.bytes_moved / (row.ms["fused"] / 1e3) / 1e9
-        bw = f"{gbps:7.1f} {100 * gbps / self.bw:4.0f}%" if not row.flops else f"{'-':>7s} {'-':>5s}"
+        bw = f"{gbps:7.1f} {100 * gbps / row.triad_gbps:4.0f}%" if not row.flops else f"{'-':>7s} {'-':>5s}"
         cols = " ".join(f"{row.ms[k]:11.2f}" if k in row.ms else f"{'-':>11s}" for k in IMPLS)
         se, sc = row.speedup("eager"), row.speedup("compile")
         gf = f"{row.flops / (row.ms['fused'] / 1e3) / 1e9:8.1f}" if row.flops else f"{'':8s}"
         print(f"{row.op:20s} {row.model:5s} {row.tokens:5d} {cols} {se:7.2f}x "
               + (f"{sc:7.2f}x" if sc else f"{'-':>8s}")
-              + f" {bw} {gf} {row.max_err:8.1e}")
+              + f" {bw} {row.triad_gbps:6.1f} {gf} {row.max_err:8.1e}")
         sys.stdout.flush()
 
     def to_json(self) -> dict:
@@ -278,7 +299,7 @@ class Bench:
         for r in self.rows:
             d = asdict(r)
             d["gbps_fused"] = r.bytes_moved / (r.ms["fused"] / 1e3) / 1e9
-            d["bw_fraction"] = d["gbps_fused"] / self.bw
+            d["bw_fraction"] = d["gbps_fused"] / r.triad_gbps
             d["speedup_vs_eager"] = r.speedup("eager")
             d["speedup_vs_compile"] = r.speedup("compile")
             if r.flops:
@@ -300,7 +321,8 @@ class Bench:
               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}  "
               f"triad bandwidth {self.bw:.1f} GB/s  batch {BATCH}  median of {self.repeats}")
         print("times in ms (lower is better); 'vs eager'/'vs comp' = PyTorch time / fused time; "
-              "GB/s and %BW for the fused kernel (compulsory traffic); err = max |fused - eager|")
+              "GB/s and %BW for the fused kernel (compulsory traffic) against the triad GB/s measured "
+              "right after the row; err = max |fused - eager|; implementations timed round-robin")
         self.print_header()
         self.run_ops()
         if not self.args.ops or "block" in self.args.ops.split(","):
