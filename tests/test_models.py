@@ -253,3 +253,32 @@ def test_dit_label_dropout_is_shared_by_all_blocks(dit_pair):
         emb.dropout_prob = old
         model.eval()
     assert max_err(got, want) <= 1e-6
+
+
+def test_latte_gradients_match_torch(latte_pair):
+    """Training needs the backward pass too: parameter gradients of a fixed linear loss
+    equal PyTorch autograd's (fused kernels on, as in training)."""
+    ref, model, _ = latte_pair
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 4, 3, 8, 8)).astype(np.float32)
+    t, text = np.array([420]), rng.standard_normal((1, 5, 12)).astype(np.float32)
+    weights = rng.standard_normal((1, 8, 3, 8, 8)).astype(np.float32)
+    names = ["transformer_blocks.0.attn1.to_q.weight", "temporal_transformer_blocks.1.ff.net.0.proj.bias",
+             "transformer_blocks.1.scale_shift_table", "caption_projection.linear_1.weight",
+             "adaln_single.emb.timestep_embedder.linear_1.weight", "pos_embed.proj.weight"]
+    loss = (ref(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(text)).sample
+            * torch.from_numpy(weights)).sum()
+    ref.zero_grad()
+    loss.backward()
+    params = dict(ref.named_parameters())
+    sd = model.state_dict()
+    model.train()   # Jittor's eval() stops parameter gradients; train() restores them
+    try:
+        with ops.use_fused(True):
+            ours = (model(jt.array(x), jt.array(t), jt.array(text)) * jt.array(weights)).sum()
+            grads = [g.numpy() for g in jt.grad(ours, [sd[n] for n in names])]
+    finally:
+        model.eval()
+    for name, g in zip(names, grads):
+        want = params[name].grad.numpy()
+        assert max_err(g, want) <= 1e-3 * max(1.0, float(np.abs(want).max())), name

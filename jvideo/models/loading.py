@@ -162,7 +162,8 @@ def from_pretrained(path: str | os.PathLike, subfolder: str | None = None,
 
     `subfolder` picks a component of a pipeline folder ("transformer", "vae"); keyword
     arguments override config values (e.g. num_attention_heads for an unusual DiT .pt).
-    Returns the module in eval mode.
+    Returns the module in eval mode; Jittor's eval() also stops parameter gradients, so
+    call .train() before training it.
     """
     path = Path(path)
     if subfolder:
