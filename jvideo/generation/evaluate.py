@@ -26,6 +26,7 @@ from jvideo.toyworld.render import render_clip, sample_params
 from jvideo.toyworld.world import CAST, COLOUR_NAMES, SHAPES
 
 MOVING = ("left", "right", "up", "down", "jump")
+LOOK_ATTRIBUTES = ("shape", "primary", "secondary")   # pattern is judged less reliably
 DIRECTIONAL = ("left", "right", "up", "down", "still")
 
 
@@ -78,18 +79,19 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
     with_ref, text_only, samples = [], [], []
     for c in CAST:
         ref = reference_frame(rng, c.look, gen.preset.size)
-        want = (c.look.shape, c.look.primary, c.look.secondary if c.look.pattern != "solid" else None)
         for k in range(shots_per_character):
-            motion = str(rng.choice(MOVING))
-            params = sample_params(rng, look=c.look, name=c.name, motion=motion, frames=gen.preset.frames,
-                                   size=gen.preset.size)
+            # Medium and close-up shots: the detector reads a look reliably there (wide shots
+            # of small objects lose shape and pattern under blur).
+            params = sample_params(rng, look=c.look, name=c.name, motion=str(rng.choice(MOVING)),
+                                   camera=str(rng.choice(["medium", "close-up"])),
+                                   frames=gen.preset.frames, size=gen.preset.size)
             prompt = caption(params, rng, "heldout")
             shot_seed = seed * 7919 + k
             a = gen.generate(prompt, ref, seed=shot_seed, steps=steps, cfg=cfg)
             b = gen.generate(prompt, None, seed=shot_seed, steps=steps, cfg=cfg)
             da, db = detect(a), detect(b)
-            with_ref.append((da.shape, da.primary, da.secondary) == want)
-            text_only.append((db.shape, db.primary, db.secondary) == want)
+            with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
+            text_only.append(db.matches(c.look, LOOK_ATTRIBUTES))
             samples.append({"prompt": prompt + " [+ref]", "frames": a, "reference": ref})
     return float(np.mean(with_ref)), float(np.mean(text_only)), len(with_ref), samples
 
