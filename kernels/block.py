@@ -70,8 +70,8 @@ class JittorDiTBlock:
         qkv = self._linear(h, "qkv").reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4)
         a = ops.attention(qkv[0], qkv[1], qkv[2])                          # (B, H, N, D)
         a = self._linear(a.permute(0, 2, 1, 3).reshape(B * N, C), "proj").reshape(B, N, C)
-        x = ops.gated_residual(x, g1, a)
-        h = ops.layernorm_modulate(x, sh2, sc2).reshape(B * N, C)
+        x, h = ops.gated_residual_layernorm_modulate(x, g1, a, sh2, sc2)  # one pass over x
+        h = h.reshape(B * N, C)
         h = ops.bias_gelu(jt.matmul(h, p["fc1_w"]), p["fc1_b"])
         h = self._linear(h, "fc2").reshape(B, N, C)
         return ops.gated_residual(x, g2, h)

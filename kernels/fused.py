@@ -190,6 +190,55 @@ def gated_residual(x, gate, y):
 
 
 # ---------------------------------------------------------------------------------------------
+# gated residual + LN-modulate in one pass
+
+class _ResidualLNMod(jt.Function):
+    def __init__(self, eps: float):
+        self.eps = eps
+
+    def execute(self, x, gate, y, S, T):
+        R, C = x.shape
+        xn, h, mean, rstd = _code(
+            [(R, C), (R, C), (R,), (R,)], [x, gate, y, S, T],
+            "jv::residual_lnmod_fwd(in0_p, in1_p, in2_p, in3_p, in4_p, out0_p, out1_p, out2_p, "
+            f"out3_p, in0_shape0, in0_shape1, in1_shape0, {_lit(self.eps)});",
+            "jv::residual_lnmod_fwd_cuda(in0_p, in1_p, in2_p, in3_p, in4_p, out0_p, out1_p, "
+            f"out2_p, out3_p, in0_shape0, in0_shape1, in1_shape0, {_lit(self.eps)});")
+        self.saved = (xn, mean, rstd, gate, y, S)
+        return xn, h
+
+    def grad(self, dxn, dh):
+        xn, mean, rstd, gate, y, S = self.saved
+        R, C = xn.shape
+        B = gate.shape[0]
+        K = _chunks(R)
+        dxn = jt.zeros((R, C)) if dxn is None else dxn
+        dh = jt.zeros((R, C)) if dh is None else dh
+        dx, dy, dgp, dSp, dTp = _code(
+            [(R, C), (R, C), (K, B, C), (K, B, C), (K, B, C)], [xn, mean, rstd, gate, y, S, dxn, dh],
+            "jv::residual_lnmod_bwd(in0_p, in1_p, in2_p, in3_p, in4_p, in5_p, in6_p, in7_p, out0_p, "
+            "out1_p, out2_p, out3_p, out4_p, in0_shape0, in0_shape1, in3_shape0, out2_shape0);",
+            "jv::residual_lnmod_bwd_cuda(in0_p, in1_p, in2_p, in3_p, in4_p, in5_p, in6_p, in7_p, "
+            "out0_p, out1_p, out2_p, out3_p, out4_p, in0_shape0, in0_shape1, in3_shape0, "
+            "out2_shape0);")
+        return dx, dgp.sum(0), dy, dSp.sum(0), dTp.sum(0)
+
+
+def gated_residual_layernorm_modulate(x, gate, y, shift, scale, eps: float = 1e-6):
+    """x, y (B, N, C); gate, shift, scale (B, C) -> (x + gate * y, LN(that) * (1 + scale) + shift)."""
+    x, gate, y, shift, scale = _f32(x, gate, y, shift, scale)
+    bc = (x.shape[0], x.shape[2]) if x.ndim == 3 else None
+    if bc is None or tuple(y.shape) != tuple(x.shape) or \
+            any(tuple(t.shape) != bc for t in (gate, shift, scale)):
+        raise ValueError(f"gated_residual_layernorm_modulate: x {x.shape}, y {y.shape}, gate "
+                         f"{gate.shape}, shift {shift.shape}, scale {scale.shape}; want x, y (B, N, C), "
+                         "gate/shift/scale (B, C)")
+    B, N, C = x.shape
+    xn, h = _ResidualLNMod(eps)(x.reshape(B * N, C), gate, y.reshape(B * N, C), 1.0 + scale, shift)
+    return xn.reshape(B, N, C), h.reshape(B, N, C)
+
+
+# ---------------------------------------------------------------------------------------------
 # attention (online softmax over key tiles; backward by recomputation)
 
 class _Attention(jt.Function):

@@ -84,6 +84,12 @@ def gated_residual(x, gate, y):
     return _dispatch("gated_residual", x, gate, y)
 
 
+def gated_residual_layernorm_modulate(x, gate, y, shift, scale, eps: float = 1e-6):
+    """x, y (B, N, C); gate, shift, scale (B, C) -> (xn, h) with xn = x + gate[:, None] * y and
+    h = LN(xn) * (1 + scale) + shift: a DiT block's residual and the next norm in one pass."""
+    return _dispatch("gated_residual_layernorm_modulate", x, gate, y, shift, scale, eps)
+
+
 def attention(q, k, v, scale: float | None = None):
     """q (B, H, L, D), k/v (B, H, S, D) -> softmax(q k^T * scale) v, (B, H, L, D).
 

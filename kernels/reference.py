@@ -66,6 +66,12 @@ def gated_residual(x, gate, y):
     return x + gate.unsqueeze(1) * y
 
 
+def gated_residual_layernorm_modulate(x, gate, y, shift, scale, eps: float = 1e-6):
+    """x, y (B, N, C); gate, shift, scale (B, C) -> (x + gate * y, LN(that) * (1 + scale) + shift)."""
+    xn = gated_residual(x, gate, y)
+    return xn, layernorm_modulate(xn, shift, scale, eps)
+
+
 def attention(q, k, v, scale: float | None = None):
     """q (B, H, L, D), k/v (B, H, S, D) -> softmax(q k^T * scale) v, (B, H, L, D).
 

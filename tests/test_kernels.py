@@ -60,6 +60,11 @@ CASES = {
     "gated_residual": (lambda x, g, y: ops.gated_residual(x, g, y),
                        lambda x, g, y: x + g[:, None] * y,
                        lambda: [arr(2, 9, C), arr(2, C), arr(2, 9, C)]),
+    "gated_residual_layernorm_modulate": (
+        lambda x, g, y, sh, sc: jt.concat(list(ops.gated_residual_layernorm_modulate(x, g, y, sh, sc)), -1),
+        lambda x, g, y, sh, sc: torch.cat([x + g[:, None] * y, F.layer_norm(x + g[:, None] * y, (C,), eps=1e-6)
+                                           * (1 + sc[:, None]) + sh[:, None]], -1),
+        lambda: [arr(2, 9, C), arr(2, C), arr(2, 9, C), arr(2, C), arr(2, C)]),
     "attention": (lambda q, k, v: ops.attention(q, k, v),
                   lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
                   lambda: [arr(2, 3, 45, 20, scale=2.0), arr(2, 3, 70, 20, scale=2.0), arr(2, 3, 70, 20)]),

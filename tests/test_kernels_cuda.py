@@ -40,6 +40,7 @@ def _capture_cuda_sources() -> list[str]:
         calls = [(ops.layer_norm(x, v, v), [x, v]), (ops.layernorm_modulate(x, s, s), [x, s]),
                  (ops.rms_norm(x, v), [x, v]), (ops.bias_gelu(x, v), [x, v]),
                  (ops.gated_residual(x, s, x), [x, s]), (ops.attention(q, k, k), [q, k]),
+                 (jt.concat(list(ops.gated_residual_layernorm_modulate(x, s, x, s, s)), -1), [x, s]),
                  (ops.group_norm(g, 4, gw, gw, silu=True), [g, gw]),
                  (ops.group_norm(g, 4, gw, gw), [g, gw])]
         for y, leaves in calls:  # the backward passes record their sources too
@@ -54,11 +55,11 @@ def test_cuda_sources_compile_with_nvcc(tmp_path):
     sources = sorted(set(_capture_cuda_sources()))
     names = {m for s in sources for m in re.findall(r"jv::(\w+_cuda)", s)}
     assert {"rownorm_fwd_cuda", "rownorm_bwd_cuda", "bias_gelu_fwd_cuda", "attn_fwd_cuda",
-            "group_norm_fwd_cuda", "gated_residual_fwd_cuda"} <= names
+            "group_norm_fwd_cuda", "gated_residual_fwd_cuda", "residual_lnmod_bwd_cuda"} <= names
     header = (Path(fused.CSRC) / "jv_cuda.cuh").resolve()
-    decls = ["float *" + ", *".join(f"in{i}_p" for i in range(6)) + ";",
-             "float *" + ", *".join(f"out{i}_p" for i in range(3)) + ";",
-             "long " + ", ".join(f"{io}{i}_shape{d}" for io in ("in", "out") for i in range(6) for d in range(4)) + ";"]
+    decls = ["float *" + ", *".join(f"in{i}_p" for i in range(8)) + ";",
+             "float *" + ", *".join(f"out{i}_p" for i in range(5)) + ";",
+             "long " + ", ".join(f"{io}{i}_shape{d}" for io in ("in", "out") for i in range(8) for d in range(4)) + ";"]
     bodies = [f"void call_{n}() {{\n  {' '.join(decls)}\n  {src}\n}}" for n, src in enumerate(sources)]
     unit = tmp_path / "jv_cuda_calls.cu"
     unit.write_text(f'#include "{header}"\n' + "\n".join(bodies) + "\n")

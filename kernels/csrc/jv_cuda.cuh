@@ -124,6 +124,82 @@ void rownorm_bwd_cuda(const float* x, const float* mean, const float* rstd, cons
 }
 
 // ---------------------------------------------------------------------------------------------
+// Gated residual + LN-modulate; see jv_cpu.h.
+__global__ void residual_lnmod_fwd_k(const float* x, const float* gate, const float* y,
+                                     const float* S, const float* T, float* xn, float* h,
+                                     float* mean, float* rstd, long R, int C, long B, float eps) {
+  __shared__ float sh[32];
+  const long r = blockIdx.x, b = r / (R / B);
+  float s = 0.f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    const float v = x[r * C + c] + gate[b * C + c] * y[r * C + c];
+    xn[r * C + c] = v;
+    s += v;
+  }
+  const float mu = block_sum(s, sh) / C;  // block_sum syncs: xn writes are visible
+  float v2 = 0.f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) { float d = xn[r * C + c] - mu; v2 += d * d; }
+  const float rs = rsqrtf(block_sum(v2, sh) / C + eps);
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    h[r * C + c] = (xn[r * C + c] - mu) * rs * S[b * C + c] + T[b * C + c];
+  if (threadIdx.x == 0) { mean[r] = mu; rstd[r] = rs; }
+}
+
+__global__ void residual_lnmod_dx_k(const float* xn, const float* mean, const float* rstd,
+                                    const float* gate, const float* S, const float* dxn,
+                                    const float* dh, float* dx, float* dy, long R, int C, long B) {
+  __shared__ float sh[32];
+  const long r = blockIdx.x, b = r / (R / B);
+  const float mu = mean[r], rs = rstd[r];
+  float a = 0.f, bb = 0.f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    const float xh = (xn[r * C + c] - mu) * rs, d = dh[r * C + c] * S[b * C + c];
+    a += d;
+    bb += d * xh;
+  }
+  a = block_sum(a, sh) / C;
+  bb = block_sum(bb, sh) / C;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    const float xh = (xn[r * C + c] - mu) * rs;
+    const float t = dxn[r * C + c] + (dh[r * C + c] * S[b * C + c] - a - xh * bb) * rs;
+    dx[r * C + c] = t;
+    dy[r * C + c] = t * gate[b * C + c];
+  }
+}
+
+__global__ void residual_lnmod_dparam_k(const float* xn, const float* mean, const float* rstd,
+                                        const float* y, const float* dx, const float* dh,
+                                        float* dgp, float* dSp, float* dTp, long R, int C, long B,
+                                        int K) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
+  if (c >= C) return;
+  const long N = R / B;
+  float *dg = dgp + (long)k * B * C, *dS = dSp + (long)k * B * C, *dT = dTp + (long)k * B * C;
+  for (long b = 0; b < B; b++) { dg[b * C + c] = 0.f; dS[b * C + c] = 0.f; dT[b * C + c] = 0.f; }
+  for (long r = R * k / K; r < R * (k + 1) / K; r++) {
+    const long i = (r / N) * C + c;
+    const float d = dh[r * C + c];
+    dg[i] += dx[r * C + c] * y[r * C + c];  // dx holds t = total grad of xn
+    dS[i] += d * (xn[r * C + c] - mean[r]) * rstd[r];
+    dT[i] += d;
+  }
+}
+
+void residual_lnmod_fwd_cuda(const float* x, const float* gate, const float* y, const float* S,
+                             const float* T, float* xn, float* h, float* mean, float* rstd, long R,
+                             int C, long B, float eps) {
+  if (R > 0) residual_lnmod_fwd_k<<<R, NT>>>(x, gate, y, S, T, xn, h, mean, rstd, R, C, B, eps);
+}
+void residual_lnmod_bwd_cuda(const float* xn, const float* mean, const float* rstd,
+                             const float* gate, const float* y, const float* S, const float* dxn,
+                             const float* dh, float* dx, float* dy, float* dgp, float* dSp,
+                             float* dTp, long R, int C, long B, int K) {
+  if (R > 0) residual_lnmod_dx_k<<<R, NT>>>(xn, mean, rstd, gate, S, dxn, dh, dx, dy, R, C, B);
+  residual_lnmod_dparam_k<<<dim3(cdiv(C, NT), K), NT>>>(xn, mean, rstd, y, dx, dh, dgp, dSp, dTp,
+                                                         R, C, B, K);
+}
+
+// ---------------------------------------------------------------------------------------------
 // bias + GELU(tanh)
 __global__ void bias_gelu_fwd_k(const float* x, const float* bias, float* y, long n, int C) {
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
