@@ -56,7 +56,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="OMP_WAIT_POLICY for both sides (default passive: on a shared or "
                         "oversubscribed machine, spinning OpenMP workers starve the next region)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    p.add_argument("--ops", default="", help="comma-separated subset of ops (default: all)")
+    p.add_argument("--ops", default="", help="comma-separated subset of ops and/or 'block' (default: all)")
+    p.add_argument("--markdown", metavar="F.json", help="print a saved --json result as Markdown tables "
+                   "and exit (measures nothing)")
     return p.parse_args(argv)
 
 
@@ -394,8 +396,45 @@ def write_plot(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def markdown(data: dict) -> str:
+    """Markdown tables of a saved result (the README's table)."""
+    out = [f"Measured {data['date_utc']} on {data['machine']}; {data['threads']} threads on both sides "
+           f"(OMP_WAIT_POLICY={data.get('omp_wait_policy', '?')}); batch {data['batch']}; median of "
+           f"{data['repeats']} round-robin repeats; load average {data['load_before']} at the start, "
+           f"{data['load_after']} at the end. %BW: fused GB/s (compulsory traffic) over the STREAM "
+           "triad measured right after the row.", "",
+           "| op | model | N | fused ms | reference ms | eager ms | compile ms | vs eager | vs compile | GB/s | %BW | GFLOP/s |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in data["ops"]:
+        ms = r["ms"]
+        sc = f"{r['speedup_vs_compile']:.2f}x" if r.get("speedup_vs_compile") else "-"
+        bw = ("-", "-") if r.get("flops") else (f"{r['gbps_fused']:.1f}", f"{100 * r['bw_fraction']:.0f}%")
+        gf = f"{r['gflops']['fused']:.1f} (SDPA {r['gflops']['eager']:.1f})" if r.get("flops") else ""
+        out.append(f"| {r['op']} | {r['model']} | {r['tokens']} | {ms['fused']:.2f} | {ms['unfused']:.2f} | "
+                   f"{ms['eager']:.2f} | {ms.get('compile', float('nan')):.2f} | {r['speedup_vs_eager']:.2f}x | "
+                   f"{sc} | {bw[0]} | {bw[1]} | {gf} |")
+    out += ["", "| DiT block | N | pass | fused ms | reference ms | eager ms | compile ms | eager/fused | compile/fused |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for b in data["block"]:
+        for phase in ("fwd", "fwd_bwd"):
+            ms = b[phase]
+            comp = f"{ms['compile'] / ms['fused']:.2f}x" if "compile" in ms else "-"
+            out.append(f"| {b['model']} | {b['tokens']} | {phase} | {ms['fused']:.1f} | {ms['unfused']:.1f} | "
+                       f"{ms['eager']:.1f} | {ms.get('compile', float('nan')):.1f} | "
+                       f"{ms['eager'] / ms['fused']:.2f}x | {comp} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.markdown:
+        try:
+            with open(args.markdown) as f:
+                print(markdown(json.load(f)))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"jvideo bench kernels: cannot read {args.markdown}: {e}", file=sys.stderr)
+            return 2
+        return 0
     if args.threads < 1:
         print("jvideo bench kernels: --threads must be >= 1", file=sys.stderr)
         return 2
