@@ -1,7 +1,6 @@
 """The montage optimiser: text units, retrieval, exact DP, beam for no-reuse, incremental re-plan."""
 import itertools
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -10,20 +9,10 @@ from montage.errors import MontageError
 from montage.plan import (Plan, PlanConfig, ShotTable, _beam, _viterbi, plan, transition_costs,
                           unary_costs)
 from montage.text import Unit, keywords, reading_seconds, sentences, split_units, stem
+from montage.bench import SynthShot
 
 
-@dataclass
-class FakeShot:
-    id: int
-    source: str
-    start: float
-    end: float
-    lab: tuple
-    brightness: float
-    sharpness: float
-    motion: float
-    camera: str
-    text: str
+FakeShot = SynthShot  # the benchmark's minimal shot record serves the tests too
 
 
 def make_table(n, seed=0, dim=16, per_source=3):

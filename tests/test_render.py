@@ -3,7 +3,6 @@ crossfades, narration track, SRT, timelines and storyboard (tiny lavfi clips, 16
 import json
 import subprocess
 import wave
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +16,13 @@ from montage.storyboard import write_storyboard
 from montage.subtitles import cues_from_plan, read_srt, split_caption, timestamp, write_srt
 from montage.text import Unit
 from montage.timeline import to_edl, to_otio
+from montage.bench import SynthShot
 
 W, H, FPS = 160, 90, 24.0
 COLOURS = ["red", "lime", "blue", "yellow"]
 
 
-@dataclass
-class FakeShot:
-    id: int
-    source: str
-    start: float
-    end: float
-    lab: tuple
-    brightness: float
-    sharpness: float
-    motion: float
-    camera: str
-    text: str
+FakeShot = SynthShot  # the benchmark's minimal shot record serves the tests too
 
 
 @pytest.fixture(scope="module")
