@@ -86,7 +86,7 @@ def peak_rss_mb() -> float:
 
 # ---- the models and their inputs --------------------------------------------------------
 
-def build_reference(arch: str, size: int):
+def build_reference(arch: str, size: int, frames: int = 16):
     """(diffusers model, kind) with random weights, the published configs."""
     import torch
     from diffusers import AutoencoderKL, DiTTransformer2DModel, LatteTransformer3DModel
@@ -97,7 +97,8 @@ def build_reference(arch: str, size: int):
         cfg = dit_config("DiT-S/2" if arch == "dit-s-2" else "DiT-XL/2", sample_size=size).to_dict()
         model = DiTTransformer2DModel(**_ctor_kwargs(cfg, ("timestep_freq_shift",)))
     elif arch == "latte-1":
-        cfg = latte_config("Latte-1", sample_size=max(size, 64)).to_dict()
+        # diffusers adds the whole temporal table, so its length must equal the frame count
+        cfg = latte_config("Latte-1", sample_size=max(size, 64), video_length=frames).to_dict()
         model = LatteTransformer3DModel(**_ctor_kwargs(cfg))
     else:
         cfg = sd_vae_config().to_dict()
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> dict:
     from jvideo.models import from_pretrained
 
     arch = args.arch
-    ref = build_reference(arch, args.size)
+    ref = build_reference(arch, args.size, args.frames)
     with tempfile.TemporaryDirectory() as tmp:
         ref.save_pretrained(tmp)
         ours = from_pretrained(tmp)
