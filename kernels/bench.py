@@ -350,12 +350,20 @@ def _cpu_name() -> str:
     return ""
 
 
+def _finish(tmp: str, path: str) -> None:
+    """Give the temp file the usual mode (mkstemp makes it 0600), then move it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def write_json(path: str, data: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    _finish(tmp, path)
 
 
 def write_plot(path: str, data: dict) -> None:
@@ -393,7 +401,7 @@ def write_plot(path: str, data: dict) -> None:
     os.close(fd)
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
+    _finish(tmp, path)
 
 
 def markdown(data: dict) -> str:

@@ -24,3 +24,4 @@ def test_json_and_plot_writers(tmp_path):
     bench.write_plot(str(tmp_path / "r.png"), data)
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.png"]  # no temp files left
+    assert (tmp_path / "r.json").stat().st_mode & 0o044 == 0o044  # readable like any output
