@@ -27,6 +27,15 @@ def grab_frame(source: str, t: float, width: int, height: int):
     return Image.open(io.BytesIO(proc.stdout)).convert("RGB")
 
 
+def _fit(draw, text: str, fnt, width: int) -> str:
+    """`text` cut (with an ellipsis) to at most `width` pixels."""
+    if draw.textlength(text, font=fnt) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=fnt) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 def _mmss(t: float) -> str:
     m, s = divmod(t, 60)
     return f"{int(m)}:{s:04.1f}"
@@ -62,8 +71,9 @@ def write_storyboard(plan: Plan, path: Path, aspect: tuple[int, int] = (16, 9),
             sheet.paste(img, (x, y))
             head = f"#{k + 1}  {_mmss(s.start)}-{_mmss(s.end)}"
             if s.kind == "shot":
-                head += f"  {Path(s.source).name[:18]}  score {s.score:.2f}"
-            draw.text((x, y + ch + 2), head, font=small, fill=(40, 40, 40))
+                head += f"  score {s.score:.2f}  {Path(s.source).name}"
+            # Each line is cut to the cell's width so neighbouring captions never overlap.
+            draw.text((x, y + ch + 2), _fit(draw, head, small, cw), font=small, fill=(40, 40, 40))
             lines = _wrap_pixels(draw, f"{unit + 1}. {text}", small, cw)[:3]
             for j, line in enumerate(lines):
                 draw.text((x, y + ch + 16 + 14 * j), line, font=small, fill=(80, 80, 80))
