@@ -46,6 +46,12 @@ def read_json(path: Path) -> Any:
         raise JVideoError(f"{path}: not valid JSON ({err.msg}); the checkpoint is corrupt") from None
 
 
+def save_npy(path: str, array: np.ndarray) -> None:
+    """np.save to exactly `path` (np.save on a name would append '.npy')."""
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
 def optimizer_moments(optimizer) -> dict[str, np.ndarray]:
     """Jittor Adam/AdamW moments as numpy arrays keyed by parameter index."""
     out: dict[str, np.ndarray] = {}

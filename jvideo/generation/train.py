@@ -20,7 +20,7 @@ from jvideo.errors import JVideoError
 from kernels import runtime
 
 from . import state as st
-from .conditioning import TextConditioner, frames_to_tensor, reference_latents
+from .conditioning import TextConditioner, frames_to_tensor
 from .presets import Preset, get_preset
 from .world_model import build_dit, build_vae, diffusion_schedule, init_for_training
 
@@ -134,10 +134,52 @@ def measure_latent_std(vae, preset: Preset, rng: np.random.Generator) -> float:
     return float(z.numpy().std())
 
 
+def encode_dataset(vae, preset: Preset, out: Path, rng: np.random.Generator) -> dict:
+    """Render `dataset_clips` training clips with identity references and encode them once.
+
+    Returns {"latents": (N, c, T, h, w), "references": (N, c, 1, h, w), "params": [ClipParams]},
+    latents already multiplied by the VAE's scaling factor. Cached in OUT/data (numpy .npy +
+    JSON, read without pickle) so a resumed run does not encode again.
+    """
+    from tqdm import tqdm
+
+    from jvideo.toyworld.dataset import sample_batch
+    from jvideo.toyworld.render import ClipParams
+    p = preset.dit
+    folder = out / "data"
+    meta = folder / "params.json"
+    if meta.exists():
+        params = [ClipParams.from_dict(d) for d in st.read_json(meta)]
+        latents = np.load(folder / "latents.npy", allow_pickle=False)
+        references = np.load(folder / "references.npy", allow_pickle=False)
+        if len(params) == len(latents) == len(references) == p.dataset_clips:
+            return {"latents": latents, "references": references, "params": params}
+    chunk = 16
+    lat, ref, params = [], [], []
+    with tqdm(total=p.dataset_clips, desc="encode clips", unit="clip", dynamic_ncols=True) as bar:
+        while len(params) < p.dataset_clips:
+            k = min(chunk, p.dataset_clips - len(params))
+            batch = sample_batch(rng, k, frames=preset.frames, size=preset.size, p_character=0.0,
+                                 p_random_character=p.p_named, references=True)
+            with jt.no_grad():
+                z = vae.encode(frames_to_tensor(batch.frames, video=True)).mode() * vae.scaling_factor
+                r = vae.encode(frames_to_tensor(batch.references)).mode() * vae.scaling_factor
+                lat.append(z.numpy())
+                ref.append(r.numpy()[:, :, None])
+            params += batch.params
+            bar.update(k)
+    data = {"latents": np.concatenate(lat), "references": np.concatenate(ref), "params": params}
+    for name in ("latents", "references"):
+        st.atomic_write(folder / f"{name}.npy", lambda tmp, a=data[name]: st.save_npy(tmp, a))
+    st.write_json(meta, [x.to_dict() for x in params])
+    return data
+
+
 def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Generator) -> StageResult:
     """Video DiT on latents; reference latent as a clean frame 0; loss on generated frames only."""
-    from jvideo.toyworld.dataset import sample_batch
+    from jvideo.toyworld.captions import caption
     p = preset.dit
+    data = encode_dataset(vae, preset, out, rng)
     dit = init_for_training(build_dit(preset))
     schedule = diffusion_schedule(preset)
     text = TextConditioner(preset.text_tokens)
@@ -146,13 +188,11 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         stage.resume()
 
     def loss_fn(step: int):
-        batch = sample_batch(rng, p.batch, frames=preset.frames, size=preset.size,
-                             p_character=0.0, p_random_character=p.p_named, references=True)
-        captions = [("" if rng.random() < p.text_dropout else c) for c in batch.captions]
-        with jt.no_grad():
-            x0 = vae.encode(frames_to_tensor(batch.frames, video=True)).mode() * vae.scaling_factor
-            keep_ref = rng.random(p.batch) >= p.reference_dropout
-            ref = reference_latents(vae, batch.references, keep_ref)          # (B, c, 1, h, w)
+        idx = rng.integers(0, len(data["params"]), size=p.batch)
+        captions = [("" if rng.random() < p.text_dropout else caption(data["params"][i], rng, "train")) for i in idx]
+        keep = (rng.random(p.batch) >= p.reference_dropout).astype(np.float32)
+        x0 = jt.array(data["latents"][idx])
+        ref = jt.array(data["references"][idx] * keep[:, None, None, None, None])
         emb, mask = text.encode(captions)
         t = rng.integers(0, preset.timesteps, size=p.batch)
         noise = jt.randn(x0.shape)
