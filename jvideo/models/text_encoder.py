@@ -76,6 +76,11 @@ class TextEncoder:
     def _load(self):
         if self._model is not None:
             return
+        try:  # transformers draws a "Loading weights" bar on every load: noise in a CLI
+            from transformers.utils import logging as hf_logging
+            hf_logging.disable_progress_bar()
+        except (ImportError, AttributeError):
+            pass
         try:
             if self.kind == "sentence-transformers":
                 from sentence_transformers import SentenceTransformer
