@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 SETUP_HINT = "run 'make setup'"
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+from jvideo.generation.presets import CHECKPOINT_DIR
 
 
 @dataclass
@@ -89,7 +89,9 @@ def check_minilm() -> Check:
 
 
 def check_checkpoints() -> Check:
-    found = sorted(p.parent.name for p in CHECKPOINT_DIR.glob("*/config.json")) if CHECKPOINT_DIR.exists() else []
+    # A generation checkpoint is a folder with preset.json, vae/ and dit/ (jvideo train's layout).
+    found = sorted(p.parent.name for p in CHECKPOINT_DIR.glob("*/preset.json")
+                   if (p.parent / "vae" / "config.json").exists() and (p.parent / "dit" / "config.json").exists())
     value = ", ".join(found) if found else "none shipped yet"
     return Check("checkpoints", value, bool(found), False,
                  "train one: 'jvideo train --preset tiny --out DIR' (generation needs it)")

@@ -6,12 +6,9 @@ import time
 from pathlib import Path
 
 from jvideo.errors import JVideoError
+from jvideo.generation.presets import CHECKPOINT_DIR
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny"
-
-
-def default_checkpoint() -> Path:
-    return SHIPPED_CHECKPOINT
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny"
 
 
 def run_train(args: argparse.Namespace) -> int:

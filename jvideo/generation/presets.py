@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from jvideo.errors import JVideoError
+
+
+# Checkpoints shipped with the package: one folder per preset (jvideo train's layout).
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
 @dataclass
