@@ -1,8 +1,6 @@
 """Text-to-shot sampling: DDIM with classifier-free guidance and an optional identity reference."""
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +26,6 @@ class Generator:
     vae: object
     dit: object
     text: TextConditioner
-    checkpoint_id: str
 
     @classmethod
     def load(cls, folder: str | Path) -> "Generator":
@@ -43,8 +40,7 @@ class Generator:
         vae = from_pretrained(folder / "vae")
         vae.scaling_factor = vae.config.scaling_factor
         dit = from_pretrained(folder / "dit")
-        digest = hashlib.sha256((folder / "dit" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
-        return cls(preset, vae, dit, TextConditioner(preset.text_tokens), digest[:16])
+        return cls(preset, vae, dit, TextConditioner(preset.text_tokens))
 
     def check_request(self, prompt: str, frames: int, steps: int, cfg: float) -> None:
         if not prompt or not prompt.strip():
@@ -95,8 +91,3 @@ class Generator:
             jt.sync_all()
         return tensor_to_frames(video)
 
-
-def shot_key(prompt: str, seed: int, identity: str, checkpoint_id: str, frames: int, steps: int, cfg: float) -> str:
-    """Cache key of a generated shot: text, seed, identity, checkpoint and sampler settings."""
-    blob = json.dumps([prompt, seed, identity, checkpoint_id, frames, steps, cfg])
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
