@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "jvideo.toyworld_cli",
     "jvideo.convert",
     "jvideo.generation_cli",
+    "studio.studio_cli",
 )
 
 # `jvideo bench TARGET [ARGS...]`: each target is a module with `main(argv) -> int` that owns
@@ -32,6 +33,7 @@ BENCH_TARGETS = {
     "model": "jvideo.bench",
     "montage": "montage.bench",
     "distributed": "jvideo.distributed_bench",
+    "studio": "studio.bench",
 }
 
 EXIT_USER_ERROR = 2

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-APT_PACKAGES="ffmpeg libdnnl-dev openmpi-bin libopenmpi-dev espeak-ng"
+# chromium + chromium-driver: the studio's end-to-end test drives a real headless browser.
+APT_PACKAGES="ffmpeg libdnnl-dev openmpi-bin libopenmpi-dev espeak-ng chromium chromium-driver"
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -1,0 +1,73 @@
+"""Run the studio app on a local HTTP server (werkzeug's threaded server, which Flask ships)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from montage.errors import MontageError
+
+from .app import create_app
+from .engine import Studio, StudioConfig
+
+
+@dataclass
+class RunningStudio:
+    """A studio serving in a background thread (tests, embedding)."""
+    studio: Studio
+    server: BaseWSGIServer
+    thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        host = self.server.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.server.port}/"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+        self.studio.close()
+
+
+def hosts_for(host: str, port: int) -> set[str]:
+    """Host header values that name this server (loopback names when bound to loopback)."""
+    names = {host, f"[{host}]"} if ":" in host else {host}
+    if host in ("127.0.0.1", "localhost", "::1"):
+        names |= {"127.0.0.1", "localhost", "[::1]"}
+    return {f"{n}:{port}" for n in names}
+
+
+def start(cfg: StudioConfig, host: str = "127.0.0.1", port: int = 0) -> RunningStudio:
+    """Open the project, warm the text model and serve in a thread. Returns at once."""
+    studio = Studio(cfg)
+    studio.embedder.embed(["warm up"])         # load MiniLM now, not on the first keystroke
+    if studio.session.script:
+        studio.update()
+    try:
+        server = make_server(host, port, None, threaded=True)
+    except OSError as err:
+        studio.close()
+        raise MontageError(f"cannot serve on {host}:{port}: {err.strerror}") from None
+    server.app = create_app(studio, hosts_for(host, server.port))
+    thread = threading.Thread(target=server.serve_forever, name="studio-http", daemon=True)
+    thread.start()
+    return RunningStudio(studio, server, thread)
+
+
+def serve(project: Path, library: Path | None, host: str, port: int,
+          size: tuple[int, int] | None = None, announce: Callable[[str], None] = print) -> int:
+    """Serve until Ctrl-C (the CLI)."""
+    running = start(StudioConfig(project=Path(project), library=library, size=size), host, port)
+    announce(running.url)
+    try:
+        while running.thread.is_alive():
+            running.thread.join(timeout=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+    return 0

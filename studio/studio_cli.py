@@ -1,0 +1,56 @@
+"""`jvideo studio`: start the local web editor and print its address."""
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+from montage.errors import MontageError
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 854x480, not {text!r}") from None
+    return w, h
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "studio", help="local web editor: edit the script, the film re-cuts itself",
+        description="Start the studio, a web app on this machine: the script on the left, the "
+                    "storyboard and the current cut on the right. Editing the text re-plans only "
+                    "what changed and re-renders the film in the background; pin shots, ban "
+                    "shots, set the idioms, search and index footage, export MP4/SRT/OTIO/EDL/plan. "
+                    "The session is saved to the project file.")
+    p.add_argument("--library", type=Path, default=None,
+                   help="footage library folder (jvideo index); default: the project's")
+    p.add_argument("--project", type=Path, default=None,
+                   help="project file to open or create (default ./studio-project.json); renders "
+                        "and exports go to the folder beside it named PROJECT.studio/")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--size", type=_size, default=None, help="film size WxH (default: the aspect's)")
+    p.set_defaults(func=run)
+
+
+def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    from .server import serve
+    from .session import default_project
+
+    if not 0 <= args.port <= 65535:
+        raise MontageError(f"--port must be 0..65535, not {args.port}")
+    if args.library is not None and not Path(args.library).expanduser().is_dir():
+        raise MontageError(f"library {args.library} does not exist (create it with "
+                           f"'jvideo index FOLDER --library {args.library}')")
+    project = args.project or default_project()
+    signal.signal(signal.SIGTERM, _stop)   # `kill` stops like Ctrl-C: the project is saved
+    return serve(project=project, library=args.library, host=args.host, port=args.port,
+                 size=args.size, announce=lambda url: print(f"studio: {url}  (project {Path(project).absolute()}; "
+                                                           "Ctrl-C to stop)", flush=True))
