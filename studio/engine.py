@@ -103,6 +103,33 @@ def without_shots(table: ShotTable, exclude: set[int]) -> ShotTable:
                      kw_index=kw, signature=sig)
 
 
+def _fountain_units(script: str, base: Path) -> list[Unit] | None:
+    """Units of a Fountain screenplay (film.script), or None when the text is not Fountain or
+    the film pipeline is not installed. Each unit keeps what its picture shows ("visual", the
+    retrieval query: for dialogue, the speaker in the scene) in Unit.meta."""
+    try:
+        from film.errors import FilmError
+        from film.script import looks_like_fountain, parse_script
+    except ImportError:
+        return None
+    if not looks_like_fountain(script):
+        return None
+    try:
+        parsed = parse_script(script, base=base, fountain=True)
+    except FilmError as err:
+        if "no action or dialogue" in str(err):
+            return []                     # only headings so far
+        raise MontageError(str(err)) from None
+    units = []
+    for su in parsed.units:
+        if su.kind == "title":
+            units.append(Unit(text=su.text, kind="title", paragraph=su.scene))
+        else:
+            units.append(Unit(text=su.text, paragraph=su.scene,
+                              meta={"visual": su.visual or su.text, "speaker": su.speaker}))
+    return units
+
+
 def film_available() -> bool:
     """True once the film pipeline (`film/`, generation of missing shots) is installed."""
     return importlib.util.find_spec("film") is not None
@@ -205,12 +232,17 @@ class Studio:
                           fps=self.cfg.fps)
 
     def _units(self, script: str) -> list[Unit]:
+        """Script -> montage units with durations and pins. Fountain screenplays are read by
+        the film pipeline's parser when it is installed (scene headings become title cards,
+        dialogue is shown over its speaker); plain text and Markdown by montage's."""
         if not any(ch.isalnum() for ch in script):
             return []
-        try:
-            units = split_units(script)
-        except MontageError:
-            return []          # headings only: nothing to cut yet
+        units = _fountain_units(script, self.project.parent)
+        if units is None:
+            try:
+                units = split_units(script)
+            except MontageError:
+                return []          # headings only: nothing to cut yet
         for u in units:
             if u.kind == "text":
                 u.duration = reading_seconds(u.text)
@@ -232,7 +264,7 @@ class Studio:
                 self.session.script = script
             units = self._units(self.session.script)
             if units:
-                vecs = self.embedder.embed([u.text for u in units])
+                vecs = self.embedder.embed([u.meta.get("visual", u.text) for u in units])
                 self.plan = make_plan(units, self.table, vecs, self.plan_config(), self.plan)
             else:
                 self.plan = None
