@@ -1,6 +1,7 @@
 """Run the studio app on a local HTTP server (werkzeug's threaded server, which Flask ships)."""
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ def hosts_for(host: str, port: int) -> set[str]:
 
 def start(cfg: StudioConfig, host: str = "127.0.0.1", port: int = 0) -> RunningStudio:
     """Open the project, warm the text model and serve in a thread. Returns at once."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)   # no line per request
     studio = Studio(cfg)
     studio.embedder.embed(["warm up"])         # load MiniLM now, not on the first keystroke
     if studio.session.script:

@@ -1,9 +1,9 @@
 """`jvideo studio`: the JSON API on a real toy-world library (real MiniLM, faiss library, ffmpeg
 renders), bad input answered as one JSON line with a 4xx status, the project file, and the whole
 app end to end in Debian's headless Chromium driven by Selenium."""
+import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +17,7 @@ import cli
 from montage.errors import MontageError
 from montage.render import probe
 from studio.app import create_app
+from studio.browser import chromium
 from studio.engine import Studio, StudioConfig
 from studio.server import hosts_for
 from studio.session import MAX_SCRIPT_CHARS, Session
@@ -315,22 +316,6 @@ def test_cli_bad_input_one_line(tmp_path, capsys):
 
 
 # -- end to end in a real browser ---------------------------------------------------------------
-def _chromium():
-    exe, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not exe or not driver:
-        pytest.fail("the browser test needs Debian's chromium and chromium-driver (make setup installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = exe
-    profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"studio-chromium-{os.getpid()}-{time.time_ns()}"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,900"):
-        opts.add_argument(flag)
-    return webdriver.Chrome(options=opts, service=Service(driver)), profile
-
-
 def test_browser_end_to_end(toy_library, tmp_path):
     """`jvideo studio` as a user starts it; Chromium types a script, sees the storyboard, pins a
     candidate, exports and downloads the film; a screenshot is kept."""
@@ -340,12 +325,12 @@ def test_browser_end_to_end(toy_library, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "cli", "studio", "--library", str(toy_library),
                              "--project", str(tmp_path / "e2e.json"), "--port", "0", "--size", "160x90"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    browser = profile = None
+    stack = contextlib.ExitStack()
     try:
         line = proc.stdout.readline()
         assert line.startswith("studio: http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() else "")
         url = line.split()[1]
-        browser, profile = _chromium()
+        browser = stack.enter_context(chromium())
         wait = WebDriverWait(browser, 60, poll_frequency=0.1)
         browser.get(url)
         box = wait.until(lambda b: b.find_element(By.ID, "script"))
@@ -381,10 +366,7 @@ def test_browser_end_to_end(toy_library, tmp_path):
         assert saved["pins"] == {"A purple star spins under the night sky.": int(shot_id)}
         assert (tmp_path / "studio.png").stat().st_size > 10_000
     finally:
-        if browser is not None:
-            browser.quit()
-        if profile is not None:
-            shutil.rmtree(profile, ignore_errors=True)
+        stack.close()
         proc.send_signal(signal.SIGTERM)
         try:
             assert proc.wait(timeout=30) == 0

@@ -101,12 +101,14 @@ function unitRow(u) {
       onclick: () => act("/api/generate", { unit: u.index, text: u.text, generate: !u.generate }) }));
   }
   const row = el("div", { cls: cls.join(" "), "data-index": u.index, "data-key": u.key }, head);
-  row.appendChild(el("div", { cls: "strip shots" }, ...u.shots.map(shotTile)));
+  const body = el("div", { cls: "unit-body" }, el("div", { cls: "strip shots" }, ...u.shots.map(shotTile)));
   if (u.kind === "text" && u.candidates.length) {
     const chosen = new Set(u.shots.map((s) => s.shot_id));
-    row.appendChild(el("div", { cls: "candidates-label", text: "candidates" }));
-    row.appendChild(el("div", { cls: "strip candidates" }, ...u.candidates.map((c) => candidateTile(u, c, chosen))));
+    body.appendChild(el("div", { cls: "cands" },
+      el("div", { cls: "candidates-label", text: "top candidates: pin one, or never use it" }),
+      el("div", { cls: "strip candidates" }, ...u.candidates.map((c) => candidateTile(u, c, chosen)))));
   }
+  row.appendChild(body);
   if (u.note) row.appendChild(el("div", { cls: "muted", text: u.note }));
   return row;
 }
