@@ -296,6 +296,24 @@ def render_clip(params: ClipParams, frame_ids: list[int] | None = None) -> np.nd
     return out
 
 
+def object_mask(params: ClipParams, cell: int = 1, frame_ids: list[int] | None = None) -> np.ndarray:
+    """Where the object is: (T, H // cell, W // cell) float32 in [0, 1].
+
+    A disc slightly larger than the shape's circumcircle, so outline and anti-aliased edges
+    count. With cell > 1 each value is the fraction of that cell the disc covers (at least
+    0.25 where it touches at all): the weight map of a latent grid.
+    """
+    t, h, w = params.track, params.height, params.width
+    ids = range(params.frames) if frame_ids is None else frame_ids
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    out = np.empty((len(ids), h // cell, w // cell), np.float32)
+    for i, f in enumerate(ids):
+        disc = ((xs - t.cx[f]) ** 2 + (ys - t.cy[f]) ** 2 <= (t.radius[f] * 1.1 + 1.0) ** 2)
+        cover = disc[: h // cell * cell, : w // cell * cell].reshape(h // cell, cell, w // cell, cell).mean((1, 3))
+        out[i] = np.where(cover > 0, np.maximum(cover, 0.25), 0.0) if cell > 1 else cover
+    return out
+
+
 def make_clip(rng: np.random.Generator, **kwargs) -> tuple[np.ndarray, ClipParams]:
     """Draw parameters (`sample_params` keywords) and render them: (frames (T, H, W, 3), params)."""
     params = sample_params(rng, **kwargs)
