@@ -303,7 +303,8 @@ class Studio:
                     units.append({
                         "index": u.index, "text": u.text, "kind": u.kind, "key": u.key,
                         "start": round(u.start, 3), "end": round(u.end, 3), "match": u.match,
-                        "note": u.note, "pinned": self.session.pins.get(u.text) if u.kind == "text" else None,
+                        # A pin on a shot the library no longer has is kept but not shown.
+                        "note": u.note, "pinned": self.session.pins.get(u.text) if u.match == "pinned" else None,
                         "generate": u.text in generate, "changed": u.index >= p.replanned_from,
                         "shots": shots, "candidates": cands})
             return {"version": self.plan_version, "units": units,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 
 from montage.errors import MontageError
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise MontageError(f"library {args.library} does not exist (create it with "
                            f"'jvideo index FOLDER --library {args.library}')")
     project = args.project or default_project()
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"jvideo studio: warning: serving on {args.host}: other machines can reach the studio "
+              "and read its library's thumbnails and the project's films", file=sys.stderr)
     signal.signal(signal.SIGTERM, _stop)   # `kill` stops like Ctrl-C: the project is saved
     return serve(project=project, library=args.library, host=args.host, port=args.port,
                  size=args.size, announce=lambda url: print(f"studio: {url}  (project {Path(project).absolute()}; "

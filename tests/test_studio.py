@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -313,6 +314,14 @@ def test_cli_bad_input_one_line(tmp_path, capsys):
     assert cli.main(["studio", "--project", str(tmp_path / "bad.json")]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     assert cli.main(["studio", "--port", "70000", "--project", str(tmp_path / "p.json")]) == 2
+    capsys.readouterr()
+    with socket.socket() as taken:             # another program holds the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["studio", "--port", str(port), "--project", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in use" in err
 
 
 # -- end to end in a real browser ---------------------------------------------------------------
