@@ -21,6 +21,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    if args.prompts is not None or args.out_dir is not None:
+        return run_generate_batch(args)
+    if args.prompt is None or args.out is None:
+        raise JVideoError("give a PROMPT and --out FILE.mp4, or --prompts FILE and --out-dir DIR")
     from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
     from jvideo.generation.sample import Generator
     out = Path(args.out)
@@ -37,6 +41,23 @@ def run_generate(args: argparse.Namespace) -> int:
     strip = out.with_suffix(".png")
     write_png(frame_strip(frames), strip)
     print(f"wrote {out} and {strip} ({len(frames)} frames, {args.steps} steps, {seconds:.1f} s)")
+    return 0
+
+
+def run_generate_batch(args: argparse.Namespace) -> int:
+    """`--prompts FILE --out-dir DIR`: one shot per line; under mpirun shots are split over ranks."""
+    if args.prompt is not None or args.out is not None:
+        raise JVideoError("--prompts/--out-dir replace PROMPT and --out; give one form only")
+    if args.prompts is None or args.out_dir is None:
+        raise JVideoError("--prompts FILE and --out-dir DIR go together")
+    from jvideo.generation.batch import run_prompts_file
+    summary = run_prompts_file(args.checkpoint, Path(args.prompts), Path(args.out_dir), identity=args.identity,
+                               seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg)
+    from jvideo import distributed as dist
+    if dist.is_main():
+        ranks = f" on {summary['ranks']} ranks" if summary["ranks"] > 1 else ""
+        print(f"wrote {summary['shots']} shots to {summary['out_dir']}{ranks} "
+              f"({summary['seconds']:.1f} s; list in shots.json)")
     return 0
 
 
@@ -70,14 +91,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
     g = sub.add_parser("generate", help="generate a shot from text (optionally with an identity reference)")
-    g.add_argument("prompt")
+    g.add_argument("prompt", nargs="?", default=None, help="the shot's text (or use --prompts)")
+    g.add_argument("--prompts", default=None,
+                   help="text file, one prompt per line: one shot each (seed = --seed + line index; "
+                        "under mpirun the shots are divided across ranks)")
+    g.add_argument("--out-dir", default=None, help="folder for --prompts: shot-LLLL.mp4/.png per line + shots.json")
     g.add_argument("--identity", default=None, help="reference image of the character (PNG/JPEG)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--frames", type=int, default=None, help="frames to generate (default: the checkpoint's)")
     g.add_argument("--steps", type=int, default=25, help="DDIM steps")
     g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
     g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: shipped tiny)")
-    g.add_argument("--out", required=True, help="output .mp4 (a .png strip is written beside it)")
+    g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
 
     e = sub.add_parser("eval", help="evaluate generation: text accuracy, identity consistency, smoothness")

@@ -23,7 +23,9 @@ def write_mp4(frames: np.ndarray, path: Path, fps: int = 8, scale: int = 4) -> P
     def encode(tmp: str) -> None:
         cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-r", str(fps), "-i", "-", "-vf", f"scale={size}:flags=neighbor", "-c:v", "libx264",
-               "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", tmp]
+               # x264's thread count (from the CPUs it may use) changes the bitstream; fixed, the
+               # same frames give the same file on any machine or MPI rank. Shots are small.
+               "-threads", "1", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", tmp]
         proc = subprocess.run(cmd, input=np.ascontiguousarray(frames, np.uint8).tobytes(),
                               capture_output=True)
         if proc.returncode != 0:
