@@ -112,7 +112,7 @@ def bench_edits(workdir: Path, n_shots: int = 10_000, n_units: int = 50, repeats
 def bench_browser(workdir: Path, n_shots: int = 10_000, n_units: int = 50, repeats: int = 5) -> list[dict]:
     """The same edits typed into the real page in headless Chromium against the real server:
     milliseconds from the input event until the storyboard shows the edit, measured in the page
-    (this includes the page's 250 ms pause that waits for typing to stop)."""
+    (this includes the page's 150 ms pause that waits for typing to stop)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -145,7 +145,7 @@ def bench_browser(workdir: Path, n_shots: int = 10_000, n_units: int = 50, repea
                     new = sentence(rng, f"b{k}")
                     ms = b.execute_async_script(EDIT_AND_TIME_JS, " ".join(make(k, new)), new[:-1])
                     times.append(ms / 1000)
-                rows.append({"name": f"page: {name}, typed -> drawn (incl. 0.25 s pause)",
+                rows.append({"name": f"page: {name}, typed -> drawn (incl. 0.15 s pause)",
                              "seconds": statistics.median(times), "max_s": max(times), "target_s": 0.5})
     finally:
         running.stop()

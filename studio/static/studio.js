@@ -3,6 +3,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// Re-plan once typing pauses this long: a re-plan costs tens of ms on the server, so the pause
+// only saves work on every keystroke; it is part of the 0.5 s edit-to-storyboard budget.
+const TYPING_PAUSE_MS = 150;
 let editSeq = 0;          // number of the latest script edit sent
 let shownSeq = 0;         // edit whose storyboard is on screen
 let typingTimer = null;
@@ -41,7 +44,7 @@ function say(text) { $("message").textContent = text || ""; }
 // -- script -----------------------------------------------------------------------------
 function scheduleReplan() {
   clearTimeout(typingTimer);
-  typingTimer = setTimeout(sendScript, 250);
+  typingTimer = setTimeout(sendScript, TYPING_PAUSE_MS);
 }
 
 async function sendScript() {
