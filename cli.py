@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import math
 import os
 import sys
 
@@ -62,6 +63,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):
+        # Python 3.11's argparse drops a '--' value (`--fps=--`) and hands the action an
+        # empty list instead of a string: refuse it like any other missing value.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
     parser = _Parser(prog="jvideo", description="Text to film on Jittor: generate shots with a "
                      "latent video diffusion model, cut montages from a footage library, "
                      "benchmark fused kernels.")
@@ -93,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
+    _reject_non_finite(parser, args)
         return EXIT_USER_ERROR
     if args.verbose:
         os.environ["JVIDEO_VERBOSE"] = "1"
@@ -114,6 +123,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(err: BaseException) -> str:
     text = str(err) or type(err).__name__
+def _reject_non_finite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`float()` accepts 'nan' and 'inf', and every range check (`x <= 0 or x > 60`) lets NaN
+    through: refuse them here, once, for every command's float options."""
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            parser.error(f"argument --{dest.replace('_', '-')}: must be a finite number")
+
+
     if isinstance(err, OSError) and err.filename and err.strerror:
         text = f"{err.strerror}: {err.filename}"
     return " ".join(text.split())
