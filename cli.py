@@ -49,7 +49,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user, gathered from the packages."""
     types: list[type[BaseException]] = [UsageError, FileNotFoundError, PermissionError,
                                         IsADirectoryError, NotADirectoryError]
-    for module_name, attr in (("jvideo.errors", "JVideoError"), ("montage.errors", "MontageError")):
+    for module_name, attr in (("jvideo.errors", "JVideoError"), ("montage.errors", "MontageError"),
+                              ("kernels.resources", "ResourceError")):
         try:
             types.append(getattr(importlib.import_module(module_name), attr))
         except (ImportError, AttributeError):

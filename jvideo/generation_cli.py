@@ -12,6 +12,11 @@ SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny"
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from jvideo.generation.limits import check_training
+    from jvideo.generation.presets import get_preset
+    if args.steps is not None and args.steps < 1:
+        raise JVideoError(f"--steps must be at least 1 (got {args.steps})")
+    check_training(get_preset(args.preset))        # before Jittor loads: refuse in a second
     from jvideo.generation.train import train
     results = train(args.preset, Path(args.out), steps=args.steps, resume=args.resume)
     for r in results:
@@ -25,8 +30,7 @@ def run_generate(args: argparse.Namespace) -> int:
         return run_generate_batch(args)
     if args.prompt is None or args.out is None:
         raise JVideoError("give a PROMPT and --out FILE.mp4, or --prompts FILE and --out-dir DIR")
-    from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
-    from jvideo.generation.sample import Generator
+    from jvideo.generation.limits import check_request, check_sampling, checkpoint_preset
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise JVideoError(f"--out must end in .mp4 (got {out.name})")
@@ -35,6 +39,11 @@ def run_generate(args: argparse.Namespace) -> int:
     gen = Generator.load(args.checkpoint)
     reference = load_reference(args.identity, gen.preset.size) if args.identity else None
     start = time.time()
+    preset = checkpoint_preset(args.checkpoint)
+    check_request(preset, args.prompt, args.frames or preset.frames, args.steps, args.cfg)
+    check_sampling(preset, args.frames, "generating with this checkpoint")
+    from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
+    from jvideo.generation.sample import Generator
     frames = gen.generate(args.prompt, reference, seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg)
     seconds = time.time() - start
     write_mp4(frames, out)
@@ -63,9 +72,7 @@ def run_generate_batch(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     import json
-    from jvideo.generation.evaluate import contact_sheet, evaluate
-    from jvideo.generation.sample import Generator
-    from jvideo.generation.state import write_json
+    from jvideo.generation.limits import check_request, check_sampling, checkpoint_preset
     if args.what != "generation":
         raise JVideoError(f"unknown evaluation {args.what!r} (available: generation)")
     if args.n < 1:
@@ -73,6 +80,12 @@ def run_eval(args: argparse.Namespace) -> int:
     gen = Generator.load(args.checkpoint)
     report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg)
     data = report.to_dict()
+    preset = checkpoint_preset(args.checkpoint)
+    check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg)
+    check_sampling(preset, None, "evaluating this checkpoint")
+    from jvideo.generation.evaluate import contact_sheet, evaluate
+    from jvideo.generation.sample import Generator
+    from jvideo.generation.state import write_json
     samples = data.pop("samples")
     print(json.dumps(data, indent=2))
     if args.json:

@@ -96,6 +96,10 @@ def make_montage(req: MontageRequest) -> MontageResult:
     if req.size:
         rcfg.width, rcfg.height = req.size
         rcfg.__post_init__()
+    if not req.plan_only:
+        from kernels.resources import check_memory
+        check_memory(rcfg.memory_estimate(), f"rendering a {rcfg.width}x{rcfg.height} film "
+                     f"with {rcfg.workers} worker(s)")
     pcfg = PlanConfig(pace=req.pace, movement=req.movement, fps=req.fps, fallback=req.fallback)
     units = split_units(_read_text(Path(req.text_file)))
 

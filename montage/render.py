@@ -73,6 +73,12 @@ class RenderConfig:
         return int(round(self.crossfade * self.fps)) if self.transition == "crossfade" else 0
 
 
+    def memory_estimate(self) -> int:
+        """Peak bytes of a render: per segment encoded at once, x264 keeps ~30 frames (lookahead,
+        references, threads) in YUV 4:2:0, and the caption image is drawn in RGBA."""
+        pixels = self.width * self.height
+        return max(1, self.workers) * (30 * pixels * 3 // 2 + 2 * pixels * 4)
+
 @dataclass
 class Segment:
     """One slot as ffmpeg renders it: `frames` frames of a shot (from `in_point`) or a title."""

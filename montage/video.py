@@ -16,6 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
+from kernels.resources import ResourceError, check_memory
+
 from .errors import MontageError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
@@ -117,6 +119,13 @@ def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads:
     cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", str(threads), *skip,
            "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-vf", vf,
            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    # The decoder holds full-size frames (up to 16 references plus one per thread) whatever
+    # the analysis width: a file claiming a huge picture is refused before ffmpeg allocates.
+    try:
+        check_memory(info.width * info.height * 1.5 * (18 + max(threads, 2)),
+                     f"decoding a {info.width}x{info.height} video")
+    except ResourceError as err:
+        raise MontageError(str(err)) from None
     frame_bytes = w * h * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # A reader thread drains the pipe while the caller analyses the previous batch, so ffmpeg

@@ -10,13 +10,13 @@ from jvideo.errors import JVideoError
 from kernels import runtime
 
 from .conditioning import TextConditioner, reference_latents, tensor_to_frames
+from .limits import MAX_PROMPT_CHARS, check_request  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
 from .state import read_json
 from .world_model import diffusion_schedule
 
 jt = runtime.import_jittor()
 
-MAX_PROMPT_CHARS = 1000
 
 
 @dataclass
@@ -43,16 +43,7 @@ class Generator:
         return cls(preset, vae, dit, TextConditioner(preset.text_tokens))
 
     def check_request(self, prompt: str, frames: int, steps: int, cfg: float) -> None:
-        if not prompt or not prompt.strip():
-            raise JVideoError("the prompt is empty")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise JVideoError(f"the prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
-        if not 1 <= frames <= self.preset.frames:
-            raise JVideoError(f"--frames must be between 1 and {self.preset.frames} for this checkpoint")
-        if not 1 <= steps <= self.preset.timesteps:
-            raise JVideoError(f"--steps must be between 1 and {self.preset.timesteps}")
-        if not 0.0 <= cfg <= 50.0:
-            raise JVideoError("--cfg must be between 0 and 50")
+        check_request(self.preset, prompt, frames, steps, cfg)
 
     def generate(self, prompt: str, reference: np.ndarray | None = None, seed: int = 0, frames: int | None = None,
                  steps: int = 25, cfg: float = 4.0) -> np.ndarray:
