@@ -100,9 +100,9 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _reject_non_finite(parser, args)
     if not getattr(args, "func", None):
         parser.print_help()
-    _reject_non_finite(parser, args)
         return EXIT_USER_ERROR
     if args.verbose:
         os.environ["JVIDEO_VERBOSE"] = "1"
