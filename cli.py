@@ -62,8 +62,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
-
-def build_parser() -> argparse.ArgumentParser:
     def _get_values(self, action: argparse.Action, arg_strings: list[str]):
         # Python 3.11's argparse drops a '--' value (`--fps=--`) and hands the action an
         # empty list instead of a string: refuse it like any other missing value.
@@ -71,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
         return super()._get_values(action, arg_strings)
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jvideo", description="Text to film on Jittor: generate shots with a "
                      "latent video diffusion model, cut montages from a footage library, "
                      "benchmark fused kernels.")
@@ -122,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err) or type(err).__name__
 def _reject_non_finite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """`float()` accepts 'nan' and 'inf', and every range check (`x <= 0 or x > 60`) lets NaN
     through: refuse them here, once, for every command's float options."""
@@ -133,6 +131,8 @@ def _reject_non_finite(parser: argparse.ArgumentParser, args: argparse.Namespace
             parser.error(f"argument --{dest.replace('_', '-')}: must be a finite number")
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
     if isinstance(err, OSError) and err.filename and err.strerror:
         text = f"{err.strerror}: {err.filename}"
     return " ".join(text.split())

@@ -36,14 +36,14 @@ def run_generate(args: argparse.Namespace) -> int:
         raise JVideoError(f"--out must end in .mp4 (got {out.name})")
     if not out.parent.exists():
         raise JVideoError(f"{out.parent}: output folder does not exist")
-    gen = Generator.load(args.checkpoint)
-    reference = load_reference(args.identity, gen.preset.size) if args.identity else None
-    start = time.time()
     preset = checkpoint_preset(args.checkpoint)
     check_request(preset, args.prompt, args.frames or preset.frames, args.steps, args.cfg)
     check_sampling(preset, args.frames, "generating with this checkpoint")
     from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
     from jvideo.generation.sample import Generator
+    gen = Generator.load(args.checkpoint)
+    reference = load_reference(args.identity, gen.preset.size) if args.identity else None
+    start = time.time()
     frames = gen.generate(args.prompt, reference, seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg)
     seconds = time.time() - start
     write_mp4(frames, out)
@@ -77,15 +77,15 @@ def run_eval(args: argparse.Namespace) -> int:
         raise JVideoError(f"unknown evaluation {args.what!r} (available: generation)")
     if args.n < 1:
         raise JVideoError("--n must be at least 1")
-    gen = Generator.load(args.checkpoint)
-    report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg)
-    data = report.to_dict()
     preset = checkpoint_preset(args.checkpoint)
     check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg)
     check_sampling(preset, None, "evaluating this checkpoint")
     from jvideo.generation.evaluate import contact_sheet, evaluate
     from jvideo.generation.sample import Generator
     from jvideo.generation.state import write_json
+    gen = Generator.load(args.checkpoint)
+    report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg)
+    data = report.to_dict()
     samples = data.pop("samples")
     print(json.dumps(data, indent=2))
     if args.json:

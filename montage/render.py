@@ -69,15 +69,15 @@ class RenderConfig:
         w, h = ASPECTS[aspect]
         return cls(width=w, height=h, **kw)
 
-    def fade_frames(self) -> int:
-        return int(round(self.crossfade * self.fps)) if self.transition == "crossfade" else 0
-
-
     def memory_estimate(self) -> int:
         """Peak bytes of a render: per segment encoded at once, x264 keeps ~30 frames (lookahead,
         references, threads) in YUV 4:2:0, and the caption image is drawn in RGBA."""
         pixels = self.width * self.height
         return max(1, self.workers) * (30 * pixels * 3 // 2 + 2 * pixels * 4)
+
+    def fade_frames(self) -> int:
+        return int(round(self.crossfade * self.fps)) if self.transition == "crossfade" else 0
+
 
 @dataclass
 class Segment:

@@ -113,12 +113,6 @@ def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads:
     the nearest I/P-frame (a frame or two off). Raises MontageError if ffmpeg fails before
     giving any frame.
     """
-    w, h = analysis_size(info, width)
-    vf = f"fps={sample_fps:g}:round=near,scale={w}:{h}:flags=area"
-    skip = ["-skip_frame", "bidir", "-skip_loop_filter", "all"] if fast else []
-    cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", str(threads), *skip,
-           "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-vf", vf,
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     # The decoder holds full-size frames (up to 16 references plus one per thread) whatever
     # the analysis width: a file claiming a huge picture is refused before ffmpeg allocates.
     try:
@@ -126,6 +120,12 @@ def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads:
                      f"decoding a {info.width}x{info.height} video")
     except ResourceError as err:
         raise MontageError(str(err)) from None
+    w, h = analysis_size(info, width)
+    vf = f"fps={sample_fps:g}:round=near,scale={w}:{h}:flags=area"
+    skip = ["-skip_frame", "bidir", "-skip_loop_filter", "all"] if fast else []
+    cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", str(threads), *skip,
+           "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-vf", vf,
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     frame_bytes = w * h * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # A reader thread drains the pipe while the caller analyses the previous batch, so ffmpeg
