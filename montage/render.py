@@ -61,6 +61,10 @@ class RenderConfig:
             raise MontageError(f"unknown transition {self.transition!r} (use cut or crossfade)")
         if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
             raise MontageError(f"bad film size {self.width}x{self.height} (even numbers >= 16)")
+        if not 0 < self.fps <= 240:            # NaN fails this too
+            raise MontageError(f"--fps must be in (0, 240], got {self.fps:g}")
+        if not 1 <= self.workers <= 64:
+            raise MontageError(f"--workers must be from 1 to 64, got {self.workers}")
 
     @classmethod
     def for_aspect(cls, aspect: str, **kw) -> "RenderConfig":

@@ -87,8 +87,8 @@ def write_library(out: str | Path, clips: int, seed: int = 0, size: int = 128, f
                   seconds: tuple[float, float] = (4.0, 6.0), progress: bool = True) -> list[Path]:
     """Write `clips` MP4s with sidecars and a ground-truth file into folder `out`; returns the
     MP4 paths. Sizes must be even (H.264 4:2:0)."""
-    if clips < 1:
-        raise JVideoError(f"--clips must be at least 1 (got {clips})")
+    if not 1 <= clips <= 100_000:
+        raise JVideoError(f"--clips must be from 1 to 100000 (got {clips})")
     if size < 32 or size % 2 or size > 1024:
         raise JVideoError(f"--size must be an even number of pixels from 32 to 1024 (got {size})")
     if not 1 <= fps <= 60:
