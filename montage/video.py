@@ -53,11 +53,17 @@ def _ratio(text: str | None) -> float:
     return float(text)
 
 
+def file_arg(path: str | Path) -> str:
+    """A path as an ffmpeg/ffprobe input that is never read as a protocol or an option (names
+    with colons, such as `concat:x` or `http:x`, or a leading dash)."""
+    return "file:" + str(Path(path).absolute())
+
+
 def probe(path: str | Path, timeout: float = 30.0) -> VideoInfo:
     """Probe one file. Raises MontageError (one line) if it is not a readable video."""
     path = str(path)
     cmd = [executable("ffprobe"), "-v", "error", "-print_format", "json", "-show_format",
-           "-show_streams", path]
+           "-show_streams", file_arg(path)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -124,7 +130,7 @@ def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads:
     vf = f"fps={sample_fps:g}:round=near,scale={w}:{h}:flags=area"
     skip = ["-skip_frame", "bidir", "-skip_loop_filter", "all"] if fast else []
     cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", str(threads), *skip,
-           "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-vf", vf,
+           "-i", file_arg(info.path), "-map", "0:v:0", "-an", "-sn", "-vf", vf,
            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     frame_bytes = w * h * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -199,7 +205,7 @@ def extract_frame(path: str | Path, t: float, out_jpg: str | Path, width: int = 
     out_jpg = Path(out_jpg)
     tmp = out_jpg.with_name(f".{out_jpg.stem}.tmp.jpg")
     cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, t):.3f}",
-           "-i", str(path), "-frames:v", "1", "-vf", f"scale={width}:-2", "-q:v", "4", str(tmp)]
+           "-i", file_arg(path), "-frames:v", "1", "-vf", f"scale={width}:-2", "-q:v", "4", file_arg(tmp)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
