@@ -71,10 +71,40 @@ class Preset:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preset":
-        d = dict(d)
-        vae = VAEPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("vae").items()})
-        dit = DiTPreset(**d.pop("dit"))
-        return cls(vae=vae, dit=dit, **d)
+        """A preset read from a checkpoint's preset.json (user data): wrong keys or values are
+        one JVideoError line, not a TypeError deep in model building."""
+        try:
+            d = dict(d)
+            vae = VAEPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("vae").items()})
+            dit = DiTPreset(**d.pop("dit"))
+            preset = cls(vae=vae, dit=dit, **d)
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            raise JVideoError(f"preset.json does not describe a jvideo preset ({err})") from None
+        for part in (preset, vae, dit):
+            _check_fields(part)
+        return preset
+
+
+_MAY_BE_ZERO = {"seed", "text_dropout", "reference_dropout", "p_named", "kl_weight", "object_weight"}
+
+
+def _check_fields(obj) -> None:
+    """Every number has its default's type and is finite and positive (sizes, counts, rates;
+    a few may be 0); channel lists hold positive ints."""
+    import math
+    from dataclasses import fields
+    for f in fields(obj):
+        value, default = getattr(obj, f.name), f.default
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and (isinstance(value, int) or not isinstance(default, int))
+                  and math.isfinite(value) and (value > 0 or (value == 0 and f.name in _MAY_BE_ZERO)))
+        elif f.name == "channels":
+            ok = bool(value) and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in value)
+        else:
+            continue
+        if not ok:
+            raise JVideoError(f"preset.json: bad value {value!r} for {f.name}")
 
 
 PRESETS = {

@@ -51,6 +51,8 @@ def read_json(path: Path) -> Any:
         raise JVideoError(f"{path}: missing") from None
     except json.JSONDecodeError as err:
         raise JVideoError(f"{path}: not valid JSON ({err.msg}); the checkpoint is corrupt") from None
+    except UnicodeDecodeError:
+        raise JVideoError(f"{path}: not UTF-8 text; the checkpoint is corrupt") from None
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
