@@ -19,6 +19,9 @@ def run_train(args: argparse.Namespace) -> int:
     check_training(get_preset(args.preset))        # before Jittor loads: refuse in a second
     from jvideo.generation.train import train
     results = train(args.preset, Path(args.out), steps=args.steps, resume=args.resume)
+    from jvideo import distributed as dist
+    if not dist.is_main():
+        return 0  # under mpirun rank 0 reports for all
     for r in results:
         print(f"{r.stage}: {r.steps} steps, final loss {r.final_loss:.4f}, {r.seconds / 60:.1f} min this run")
     print(f"checkpoint: {args.out}  (loss curves: {Path(args.out) / 'loss.png'})")

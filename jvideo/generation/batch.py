@@ -121,12 +121,12 @@ def write_shots(out_dir: Path, lines: list[PromptLine], shots: list[np.ndarray],
 def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, identity: str | None = None,
                      seed: int = 0, frames: int | None = None, steps: int = 25, cfg: float = 4.0) -> dict:
     """Generate every prompt of a file; rank 0 writes the shots. Returns a summary (all ranks)."""
-    from .media import load_reference
-    from .sample import Generator
     lines = read_prompts(prompts_file)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise JVideoError(f"{out_dir}: exists and is not a folder")
+    from .media import load_reference   # Jittor loads here: bad input is refused before
+    from .sample import Generator
     gen = Generator.load(checkpoint)
     reference = load_reference(identity, gen.preset.size) if identity else None
     seeds = [seed + pl.line - 1 for pl in lines]   # base seed + line index

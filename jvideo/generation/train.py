@@ -10,12 +10,14 @@ A stage resumes from OUT/state when `resume=True`; a finished stage is skipped.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from jvideo import distributed as dist
 from jvideo.errors import JVideoError
 from kernels import runtime
 
@@ -37,7 +39,7 @@ class StageResult:
 
 def _progress(total: int, initial: int, desc: str):
     from tqdm import tqdm
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, disable=not dist.is_main())
 
 
 def _mean_tail(losses: list[float], n: int = 50) -> float:
@@ -59,18 +61,30 @@ class Stage:
         return self.out / "state" / f"{self.name}.json"
 
     def resume(self) -> None:
-        if not self.state_path.exists():
+        # Rank 0 reads the checkpoint and sends it to the others: only rank 0 needs OUT.
+        data = dist.run_on_main(self._load)
+        if data is None:
             return
+        dist.broadcast_module(self.model)
+        dist.broadcast_vars([v for g in self.optimizer.param_groups for name in ("m", "values") for v in g.get(name, [])])
+        self.optimizer.n_step = data["optimizer_steps"]
+        self.step, self.losses, self.extra = data["step"], data["losses"], data.get("extra", {})
+
+    def _load(self) -> dict | None:
+        if not self.state_path.exists():
+            return None
         from jvideo.models import from_pretrained, load_state_dict
         from jvideo.models.loading import state_dict_numpy
         data = st.read_json(self.state_path)
         saved = from_pretrained(self.out / self.name)
         load_state_dict(self.model, state_dict_numpy(saved), str(self.out / self.name))
         st.load_optimizer_moments(self.optimizer, st.load_moments(self.state_path.with_suffix(".moments.safetensors")))
-        self.optimizer.n_step = data["optimizer_steps"]
-        self.step, self.losses, self.extra = data["step"], data["losses"], data.get("extra", {})
+        return data
 
     def save(self) -> None:
+        """Rank 0 writes; the state is the same for any number of ranks (global loss, steps)."""
+        if not dist.is_main():
+            return
         from jvideo.models import save_pretrained
         save_pretrained(self.model, self.out / self.name)
         st.save_moments(self.state_path.with_suffix(".moments.safetensors"), st.optimizer_moments(self.optimizer))
@@ -80,12 +94,13 @@ class Stage:
 
     def run(self, loss_fn) -> StageResult:
         start = time.time()
+        dist.broadcast_module(self.model)  # every rank starts from rank 0's weights
         self.model.train()
         with _progress(self.steps, self.step, self.name) as bar:
             while self.step < self.steps:
                 loss = loss_fn(self.step)
-                self.optimizer.step(loss)
-                value = float(loss.item())
+                self.optimizer.step(loss)  # under MPI, Jittor's optimizer averages the gradients
+                value = dist.all_mean(float(loss.item()))  # the global batch's loss, on every rank
                 if not np.isfinite(value):
                     raise JVideoError(f"{self.name}: loss became {value} at step {self.step}; lower the learning rate")
                 self.losses.append(value)
@@ -117,7 +132,8 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
 
     result = stage.run(loss_fn)
     if "latent_std" not in stage.extra:
-        stage.extra["latent_std"] = measure_latent_std(vae, preset, rng)
+        # Rank 0's measure on every rank: the latents' scale must be the same everywhere.
+        stage.extra["latent_std"] = dist.broadcast_json(measure_latent_std(vae, preset, rng))
         stage.save()
     vae.scaling_factor = 1.0 / stage.extra["latent_std"]
     vae.config.scaling_factor = vae.scaling_factor
@@ -134,13 +150,17 @@ def measure_latent_std(vae, preset: Preset, rng: np.random.Generator) -> float:
     return float(z.numpy().std())
 
 
-def encode_dataset(vae, preset: Preset, out: Path, rng: np.random.Generator) -> dict:
+def encode_dataset(vae, preset: Preset, out: Path) -> dict:
     """Render `dataset_clips` training clips with identity references and encode them once.
 
     Returns {"latents": (N, c, T, h, w), "references": (N, c, 1, h, w), "params": [ClipParams]},
     latents already multiplied by the VAE's scaling factor. Cached in OUT/data (numpy .npy +
-    JSON, read without pickle) so a resumed run does not encode again.
+    JSON, read without pickle) so a resumed run does not encode again. Clips come in chunks of
+    16, chunk k drawn from its own seed: under mpirun each rank encodes a block of chunks and
+    all ranks get the whole set, the same for any number of ranks; rank 0 reads and writes the cache.
     """
+    import json
+
     from tqdm import tqdm
 
     from jvideo.toyworld.dataset import sample_batch
@@ -148,30 +168,52 @@ def encode_dataset(vae, preset: Preset, out: Path, rng: np.random.Generator) -> 
     p = preset.dit
     folder = out / "data"
     meta = folder / "params.json"
-    if meta.exists():
-        params = [ClipParams.from_dict(d) for d in st.read_json(meta)]
+    cache: dict = {}
+
+    def read_cache() -> bool:
+        if not meta.exists():
+            return False
+        params = st.read_json(meta)
         latents = np.load(folder / "latents.npy", allow_pickle=False)
         references = np.load(folder / "references.npy", allow_pickle=False)
-        if len(params) == len(latents) == len(references) == p.dataset_clips:
-            return {"latents": latents, "references": references, "params": params}
+        cache.update(params=params, latents=latents, references=references)
+        return len(params) == len(latents) == len(references) == p.dataset_clips
+
+    if dist.run_on_main(read_cache):
+        return {"latents": dist.broadcast_array(cache.get("latents")),
+                "references": dist.broadcast_array(cache.get("references")),
+                "params": [ClipParams.from_dict(d) for d in dist.broadcast_json(cache.get("params"))]}
     chunk = 16
-    lat, ref, params = [], [], []
-    with tqdm(total=p.dataset_clips, desc="encode clips", unit="clip", dynamic_ncols=True) as bar:
-        while len(params) < p.dataset_clips:
-            k = min(chunk, p.dataset_clips - len(params))
-            batch = sample_batch(rng, k, frames=preset.frames, size=preset.size, p_character=0.0,
-                                 p_random_character=p.p_named, references=True)
+    first, last = dist.bounds(-(-p.dataset_clips // chunk))
+    c, s = preset.vae.latent_channels, preset.latent_size
+    lat = [np.zeros((0, c, preset.frames, s, s), np.float32)]
+    ref = [np.zeros((0, c, 1, s, s), np.float32)]
+    params = []
+    mine = min(p.dataset_clips, last * chunk) - first * chunk
+    with tqdm(total=mine, desc="encode clips", unit="clip", dynamic_ncols=True, disable=not dist.is_main()) as bar:
+        for k in range(first, last):
+            n = min(chunk, p.dataset_clips - k * chunk)
+            batch = sample_batch(np.random.default_rng([preset.seed, 1, k]), n, frames=preset.frames, size=preset.size,
+                                 p_character=0.0, p_random_character=p.p_named, references=True)
             with jt.no_grad():
                 z = vae.encode(frames_to_tensor(batch.frames, video=True)).mode() * vae.scaling_factor
                 r = vae.encode(frames_to_tensor(batch.references)).mode() * vae.scaling_factor
                 lat.append(z.numpy())
                 ref.append(r.numpy()[:, :, None])
             params += batch.params
-            bar.update(k)
-    data = {"latents": np.concatenate(lat), "references": np.concatenate(ref), "params": params}
-    for name in ("latents", "references"):
-        st.atomic_write(folder / f"{name}.npy", lambda tmp, a=data[name]: st.save_npy(tmp, a))
-    st.write_json(meta, [x.to_dict() for x in params])
+            bar.update(n)
+    # Every rank's block, in rank order (exact copies), on every rank.
+    data = {"latents": np.concatenate(dist.all_gather(np.concatenate(lat))),
+            "references": np.concatenate(dist.all_gather(np.concatenate(ref))),
+            "params": [ClipParams.from_dict(d) for part in dist.all_gather_bytes(
+                json.dumps([x.to_dict() for x in params]).encode()) for d in json.loads(part)]}
+
+    def write_cache() -> None:
+        for name in ("latents", "references"):
+            st.atomic_write(folder / f"{name}.npy", lambda tmp, a=data[name]: st.save_npy(tmp, a))
+        st.write_json(meta, [x.to_dict() for x in data["params"]])
+
+    dist.run_on_main(write_cache)
     return data
 
 
@@ -179,7 +221,7 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
     """Video DiT on latents; reference latent as a clean frame 0; loss on generated frames only."""
     from jvideo.toyworld.captions import caption
     p = preset.dit
-    data = encode_dataset(vae, preset, out, rng)
+    data = encode_dataset(vae, preset, out)
     dit = init_for_training(build_dit(preset))
     schedule = diffusion_schedule(preset)
     text = TextConditioner(preset.text_tokens)
@@ -231,26 +273,59 @@ def plot_losses(out: Path) -> Path:
     return target
 
 
+def per_rank_preset(preset: Preset, ranks: int) -> Preset:
+    """The preset each of `ranks` data-parallel processes trains with: the batches divided by
+    `ranks`, so that the global batch (all ranks' samples, whose gradients Jittor's optimizer
+    averages) stays the preset's."""
+    local = copy.deepcopy(preset)
+    for name, stage in (("vae", local.vae), ("dit", local.dit)):
+        if stage.batch % ranks:
+            raise JVideoError(f"the {preset.name} preset's {name} batch ({stage.batch}) cannot be split over "
+                              f"{ranks} processes; use a number of processes that divides it")
+        stage.batch //= ranks
+    # The VAE step draws whole clips of 4 frames (batch // 4 of them, at least one).
+    if ranks > 1 and preset.vae.batch >= 4 and (preset.vae.batch // 4) % ranks:
+        raise JVideoError(f"the {preset.name} preset's VAE batch of {preset.vae.batch // 4} clips cannot be split "
+                          f"over {ranks} processes; use a number of processes that divides it")
+    return local
+
+
 def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = False) -> list[StageResult]:
-    """Train both stages; `steps` overrides both stages' step counts."""
-    preset = get_preset(preset_name)
+    """Train both stages; `steps` overrides both stages' step counts.
+
+    Under mpirun (data parallel) each rank draws its own samples, batch / ranks per step, and
+    Jittor's optimizer averages the gradients, so a step sees the preset's global batch. Rank 0
+    alone reads and writes OUT; what it saves does not depend on the number of ranks, so a run
+    can be resumed with another number.
+    """
+    world = dist.world()
+    preset = copy.deepcopy(get_preset(preset_name))
     if steps is not None:
         if steps < 1:
             raise JVideoError("--steps must be at least 1")
         preset.vae.steps = preset.dit.steps = steps
+    local = per_rank_preset(preset, world.size)
     out = Path(out)
-    saved = out / "preset.json"
-    if resume and saved.exists():
-        previous = st.read_json(saved)
-        if previous["name"] != preset.name:
-            raise JVideoError(f"{out} holds a '{previous['name']}' run; resume it with --preset {previous['name']}")
-    elif not resume and (out / "state").exists():
-        raise JVideoError(f"{out} already holds a training run: pass --resume to continue it, or pick a new --out")
-    st.write_json(saved, preset.to_dict())
-    rng = np.random.default_rng(preset.seed + (len(st.read_json(out / "state" / "dit.json")["losses"])
-                                               if resume and (out / "state" / "dit.json").exists() else 0))
-    jt.set_global_seed(preset.seed)
-    vae, vae_result = train_vae(preset, out, resume, rng)
-    dit_result = train_dit(preset, vae, out, resume, rng)
-    plot_losses(out)
+
+    def prepare() -> int:
+        saved = out / "preset.json"
+        if resume and saved.exists():
+            previous = st.read_json(saved)
+            if previous["name"] != preset.name:
+                raise JVideoError(f"{out} holds a '{previous['name']}' run; resume it with --preset {previous['name']}")
+        elif not resume and (out / "state").exists():
+            raise JVideoError(f"{out} already holds a training run: pass --resume to continue it, or pick a new --out")
+        st.write_json(saved, preset.to_dict())   # the global preset, whatever the number of ranks
+        dit_state = out / "state" / "dit.json"
+        return len(st.read_json(dit_state)["losses"]) if resume and dit_state.exists() else 0
+
+    seed = preset.seed + dist.run_on_main(prepare)
+    # Rank 0 draws what a one-process run draws; every other rank its own stream.
+    rng = np.random.default_rng(seed if world.rank == 0 else [seed, world.rank])
+    jt.set_global_seed(preset.seed)   # Jittor adds 2591 * rank: each rank its own noise
+    vae, vae_result = train_vae(local, out, resume, rng)
+    dit_result = train_dit(local, vae, out, resume, rng)
+    if world.is_main:
+        plot_losses(out)
+    dist.barrier()
     return [vae_result, dit_result]

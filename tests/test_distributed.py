@@ -1,0 +1,199 @@
+"""Distributed runs under a real `mpirun -np 2` (Open MPI): data-parallel training and batch
+generation split over ranks.
+
+Both ranks run on the CPU (kernels.runtime decides at import); on the 2-core machine each
+rank is bound to one core. The shapes are the `test` preset's and the shipped checkpoint's, so
+Jittor's compiled ops are reused from the rest of the suite.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jvideo import distributed as dist
+
+ROOT = Path(__file__).resolve().parents[1]
+MPIRUN = shutil.which("mpirun")
+needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed (apt-get install openmpi-bin libopenmpi-dev)")
+TIMEOUT = 600  # Jittor compiles ops on first use; on a loaded 2-core machine that is slow
+
+
+def mpirun(n: int, *cmd: str) -> list[str]:
+    # As root Open MPI refuses to start without --allow-run-as-root; --oversubscribe lets the
+    # test run where fewer cores than ranks are free.
+    extra = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    return [MPIRUN, *extra, "--oversubscribe", "-np", str(n), *cmd]
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+# Runs train() and records, per rank, a hash of all parameters after every optimizer step and
+# every file the rank moved into place (all of jvideo's writes are atomic renames).
+DRIVER = textwrap.dedent('''
+    import hashlib, json, os, sys
+    root, out, trace_dir, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    sys.path.insert(0, root)
+    from kernels import runtime
+    jt = runtime.import_jittor()
+    from jvideo import distributed as dist
+    from jvideo.generation import train as tr
+
+    hashes, renamed = [], []
+    real_replace, real_step = os.replace, jt.optim.AdamW.step
+
+    def replace(src, dst, *a, **k):
+        renamed.append(os.path.abspath(str(dst)))
+        return real_replace(src, dst, *a, **k)
+
+    def step(self, loss=None, *a, **k):
+        result = real_step(self, loss, *a, **k)
+        h = hashlib.sha256()
+        for g in self.param_groups:
+            for p in g["params"]:
+                h.update(p.numpy().tobytes())
+        hashes.append(h.hexdigest())
+        return result
+
+    os.replace, jt.optim.AdamW.step = replace, step
+    # The presets' learning-rate warm-up spans more steps than this test runs: the base rate
+    # lets a few steps show learning.
+    tr.learning_rate = lambda base, *args, **kw: base
+    tr.train("test", out, steps=steps)
+    w = dist.world()
+    record = {"size": w.size, "hashes": hashes, "renamed": renamed}
+    if w.is_main:
+        # VAE reconstruction error on fixed frames: the initial weights (rank 0's, which every
+        # rank started from) against the trained ones.
+        import numpy as np
+        from jvideo.generation.conditioning import frames_to_tensor
+        from jvideo.generation.presets import get_preset
+        from jvideo.generation.world_model import build_vae
+        from jvideo.models import from_pretrained
+        from jvideo.toyworld.dataset import sample_batch
+        preset = get_preset("test")
+        frames = sample_batch(np.random.default_rng(123), 2, frames=4, size=preset.size).frames
+        x = frames_to_tensor(frames.reshape((-1,) + frames.shape[2:]))
+
+        def error(vae):
+            with jt.no_grad():
+                return float(((vae.decode(vae.encode(x).mode()) - x) ** 2).mean().item())
+
+        jt.set_global_seed(preset.seed)
+        record["error_before"] = error(build_vae(preset))
+        record["error_after"] = error(from_pretrained(os.path.join(out, "vae")))
+    with open(os.path.join(trace_dir, f"rank{w.rank}.json"), "w") as f:
+        json.dump(record, f)
+''')
+
+CHECKPOINT_FILES = {
+    "preset.json", "loss.png", "data/latents.npy", "data/references.npy", "data/params.json",
+    "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+    "dit/config.json", "dit/diffusion_pytorch_model.safetensors",
+    "state/vae.json", "state/vae.moments.safetensors", "state/dit.json", "state/dit.moments.safetensors",
+}
+
+
+@needs_mpirun
+def test_two_rank_training_keeps_ranks_identical_and_resumes_with_one(tmp_path):
+    out, traces = tmp_path / "run", tmp_path / "traces"
+    traces.mkdir()
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    steps = 4
+    run(mpirun(2, sys.executable, str(driver), str(ROOT), str(out), str(traces), str(steps)))
+
+    r0, r1 = (json.loads((traces / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["size"] == r1["size"] == 2
+    # VAE then DiT: one hash per step, both ranks the same after every step, and each step moves them.
+    assert len(r0["hashes"]) == 2 * steps
+    assert r0["hashes"] == r1["hashes"]
+    assert len(set(r0["hashes"])) == 2 * steps
+    # One checkpoint, written by rank 0 alone.
+    assert not [p for p in r1["renamed"] if p.startswith(str(out))]
+    assert {str(Path(p).relative_to(out)) for p in r0["renamed"] if p.startswith(str(out))} == CHECKPOINT_FILES
+    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == CHECKPOINT_FILES
+    assert r0["error_after"] < 0.8 * r0["error_before"], r0   # the loss goes down
+    preset = json.loads((out / "preset.json").read_text())
+    assert preset["dit"]["batch"] == 2 and preset["vae"]["batch"] == 2   # the global batch, not per rank
+
+    # Resume the two-rank run in one process: the saved state does not depend on the rank count.
+    run([sys.executable, "-m", "cli", "train", "--preset", "test", "--steps", str(steps + 2), "--resume",
+         "--out", str(out)])
+    for stage in ("vae", "dit"):
+        state = json.loads((out / "state" / f"{stage}.json").read_text())
+        assert state["step"] == state["optimizer_steps"] == len(state["losses"]) == steps + 2
+
+
+@needs_mpirun
+def test_two_rank_batch_generation_is_byte_identical(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red ball jumps in the desert\n\n# not a prompt\n"
+                       "a blue cube moves left in the forest\na green star spins on the beach\n")
+    common = ["generate", "--prompts", str(prompts), "--frames", "4", "--steps", "2", "--seed", "7"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run([sys.executable, "-m", "cli", *common, "--out-dir", str(one)])
+    proc = run(mpirun(2, sys.executable, "-m", "cli", *common, "--out-dir", str(two)))
+    assert proc.stdout.count("wrote 3 shots") == 1   # rank 0 reports
+
+    names = sorted(p.name for p in one.iterdir())
+    assert names == ["shot-0001.mp4", "shot-0001.png", "shot-0004.mp4", "shot-0004.png",
+                     "shot-0005.mp4", "shot-0005.png", "shots.json"]
+    assert sorted(p.name for p in two.iterdir()) == names
+    for name in names:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    shots = json.loads((one / "shots.json").read_text())["shots"]
+    assert [(s["line"], s["seed"]) for s in shots] == [(1, 7), (4, 10), (5, 11)]
+
+
+def test_shard_blocks_cover_the_items_in_order():
+    for n in range(0, 9):
+        for size in (1, 2, 3, 4):
+            blocks = [dist.shard(list(range(n)), r, size) for r in range(size)]
+            assert [x for b in blocks for x in b] == list(range(n))
+            assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_one_process_collectives_are_identity():
+    import numpy as np
+    w = dist.world()
+    assert (w.rank, w.size, w.is_main) == (0, 1, True)
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    [b] = dist.all_gather(a)
+    assert b.dtype == a.dtype and np.array_equal(a, b)
+    assert dist.broadcast_json({"k": [1, 2]}) == {"k": [1, 2]}
+    assert dist.all_mean(2.5) == 2.5
+    dist.barrier()
+
+
+def test_batch_that_does_not_split_over_ranks_is_one_clear_error():
+    from jvideo.errors import JVideoError
+    from jvideo.generation.presets import get_preset
+    from jvideo.generation.train import per_rank_preset
+    tiny = get_preset("tiny")
+    local = per_rank_preset(tiny, 2)
+    assert (local.vae.batch, local.dit.batch) == (tiny.vae.batch // 2, tiny.dit.batch // 2)
+    assert get_preset("tiny").dit.batch == tiny.dit.batch   # the shared preset is not changed
+    with pytest.raises(JVideoError, match="cannot be split over 3 processes"):
+        per_rank_preset(tiny, 3)
+
+
+def test_prompts_file_errors_are_one_line(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n# only a comment\n")
+    for path, message in ((tmp_path / "missing.txt", "prompts file not found"), (empty, "no prompts")):
+        proc = subprocess.run([sys.executable, "-m", "cli", "generate", "--prompts", str(path),
+                               "--out-dir", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True,
+                              timeout=TIMEOUT)
+        assert proc.returncode == 2
+        assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
