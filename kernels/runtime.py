@@ -129,6 +129,24 @@ def select_backend(probe: Callable[[], bool] = probe_cuda) -> str:
     return "cpu"
 
 
+def split_threads_between_ranks() -> int | None:
+    """Under mpirun, give each rank of this host its share of the cores for OpenMP.
+
+    Open MPI binds ranks to cores or sockets, and OpenMP then uses the cores of the binding.
+    Unbound ranks (`--bind-to none`, or more ranks than cores) would each start one thread per
+    core: N ranks x all cores. An explicit OMP_NUM_THREADS is kept. Returns the count set.
+    """
+    local = os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    if not local or "OMP_NUM_THREADS" in os.environ or not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = os.cpu_count() or 1
+    if len(os.sched_getaffinity(0)) < cores:
+        return None  # bound: OpenMP already follows the binding
+    threads = max(1, cores // max(1, int(local)))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
+
+
 def configure(verbose: bool | None = None, probe: Callable[[], bool] = probe_cuda) -> RuntimeState:
     """Set Jittor's environment before it is imported. Safe to call many times.
 
@@ -144,6 +162,7 @@ def configure(verbose: bool | None = None, probe: Callable[[], bool] = probe_cud
         return STATE
 
     STATE.backend = select_backend(probe)
+    split_threads_between_ranks()
 
     if os.environ.get("use_mkl") == "0":
         STATE.onednn, STATE.onednn_reason = False, "disabled by use_mkl=0"
