@@ -101,16 +101,21 @@ def probe(path: str | Path, timeout: float = 30.0) -> VideoInfo:
                      start_time=_ratio(fmt.get("start_time")))
 
 
+MIN_ANALYSIS_SIDE = 32   # the camera-motion FFTs split frames into quadrants of halves
+
+
 def analysis_size(info: VideoInfo, width: int) -> tuple[int, int]:
-    """Even (w, h) no wider than `width`, keeping the aspect ratio."""
-    w = min(width, info.width)
+    """Even (w, h) no wider than `width`, keeping the aspect ratio; a tiny or very thin video
+    is scaled up to at least MIN_ANALYSIS_SIDE on each side (a 2x2 clip crashed the FFTs)."""
+    w = max(MIN_ANALYSIS_SIDE, min(width, info.width))
     w -= w % 2
-    h = max(2, int(round(info.height * w / info.width / 2)) * 2)
-    return max(2, w), h
+    h = max(MIN_ANALYSIS_SIDE, int(round(info.height * w / info.width / 2)) * 2)
+    return w, h
 
 
 def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads: int = 0,
-                  batch: int = 16, timeout: float | None = None, fast: bool = True) -> Iterator[np.ndarray]:
+                  batch: int = 16, timeout: float | None = None, fast: bool = True,
+                  _keep_last: bool = False) -> Iterator[np.ndarray]:
     """Decode `info.path` at `sample_fps`, scaled to `width` px wide, as RGB.
 
     Yields batches (B, H, W, 3) uint8; frame i of the stream is at time i / sample_fps.
@@ -127,7 +132,8 @@ def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads:
     except ResourceError as err:
         raise MontageError(str(err)) from None
     w, h = analysis_size(info, width)
-    vf = f"fps={sample_fps:g}:round=near,scale={w}:{h}:flags=area"
+    # eof_action=pass only on the retry below: it can add a sample at the end of a clip.
+    vf = f"fps={sample_fps:g}:round=near{':eof_action=pass' if _keep_last else ''},scale={w}:{h}:flags=area"
     skip = ["-skip_frame", "bidir", "-skip_loop_filter", "all"] if fast else []
     cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-threads", str(threads), *skip,
            "-i", file_arg(info.path), "-map", "0:v:0", "-an", "-sn", "-vf", vf,
@@ -165,6 +171,11 @@ def decode_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads:
                 yield np.frombuffer(buf[: n * frame_bytes], dtype=np.uint8).reshape(n, h, w, 3)
         rc = proc.wait(timeout=timeout)
         err_reader.join()
+        if produced == 0 and rc == 0 and not _keep_last:
+            # A clip shorter than half a sampling interval (one frame, a still) gives no sample
+            # with round=near: take its frame(s) as they come.
+            yield from decode_frames(info, sample_fps, width, threads, batch, timeout, fast, _keep_last=True)
+            return
         if produced == 0:
             err = b"".join(errors).decode(errors="replace").strip()
             msg = (err.splitlines() or [f"ffmpeg exited with {rc}"])[-1]
