@@ -65,9 +65,18 @@ class IndexReport:
 
 
 # -- finding files ---------------------------------------------------------------------------
+def resolve_path(path: str | Path) -> Path:
+    """Path.resolve(), with a symbolic-link loop as one MontageError line (Python 3.11 raises
+    RuntimeError for it; later versions OSError)."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (RuntimeError, OSError) as err:
+        raise MontageError(f"{path}: symbolic link loop ({err.__class__.__name__})") from None
+
+
 def find_videos(folder: str | Path, exclude: Path | None = None) -> list[Path]:
     """Video files under `folder` (nested, following links but never around a loop), sorted."""
-    root = Path(folder).expanduser().resolve()
+    root = resolve_path(folder)
     if not root.exists():
         raise MontageError(f"folder {root} does not exist")
     if not os.access(root, os.R_OK):
@@ -183,8 +192,8 @@ def index_folder(folder: str | Path, library: str | Path, cfg: IndexConfig | Non
     """Index every video under `folder` into the library at `library` (created if missing)."""
     cfg = cfg or IndexConfig()
     t0 = time.perf_counter()
-    root = Path(folder).expanduser().resolve()
-    lib_dir = Path(library).expanduser().resolve()
+    root = resolve_path(folder)
+    lib_dir = resolve_path(library)
     files = find_videos(root, exclude=lib_dir)
     if not files and not (lib_dir / "library.sqlite").is_file():
         raise MontageError(f"no video files ({', '.join(sorted(video.VIDEO_EXTENSIONS))}) under {root}")
