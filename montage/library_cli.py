@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -50,7 +51,17 @@ def run_index(args: argparse.Namespace) -> int:
     # `kill` (SIGTERM) stops like Ctrl-C: the file in progress is dropped, the rest is saved.
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     cfg = IndexConfig(sample_fps=args.fps, width=args.width)
-    report = index_folder(args.folder, args.library, cfg, progress=not args.quiet)
+    # One file named on the command line is the whole job: if it cannot be indexed that is
+    # an error (one line, exit 2), not a warning plus a listing as for a folder.
+    single = os.path.isfile(args.folder)
+    held: list[str] = []
+    report = index_folder(args.folder, args.library, cfg, progress=not args.quiet,
+                          **({"warn": held.append} if single else {}))
+    if single:
+        for path, reason in report.failed + report.still_failed:
+            raise MontageError(f"cannot index {path}: {reason}")
+        for msg in held:
+            print(f"warning: {msg}", file=sys.stderr)
     parts = [f"indexed {len(report.indexed)} file(s), {report.shots} shot(s), "
              f"{report.video_seconds:.1f} s of video in {report.wall_s:.1f} s"]
     if report.video_seconds:
