@@ -144,16 +144,22 @@ def build(class_name: str, config: dict[str, Any]) -> Any:
     cfg_cls, mod_cls = REGISTRY[class_name]
     try:
         cfg = cfg_cls.from_dict(config)
-    except TypeError as err:
-        raise JVideoError(f"bad {class_name} config: {err}") from None
-    return mod_cls(cfg)
+        return mod_cls(cfg)
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError, AssertionError) as err:
+        # A config a user brought: wrong types or impossible sizes fail here, in one line.
+        raise JVideoError(f"bad {class_name} config: {type(err).__name__}: {err}") from None
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / CONFIG_NAME).read_text())
+        config = json.loads((folder / CONFIG_NAME).read_text())
     except json.JSONDecodeError as err:
         raise JVideoError(f"{folder / CONFIG_NAME}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except UnicodeDecodeError:
+        raise JVideoError(f"{folder / CONFIG_NAME}: not UTF-8 text") from None
+    if not isinstance(config, dict):
+        raise JVideoError(f"{folder / CONFIG_NAME}: not a config (a JSON object is expected)")
+    return config
 
 
 def from_pretrained(path: str | os.PathLike, subfolder: str | None = None,
