@@ -96,6 +96,10 @@ def create_app(studio: Studio, allowed_hosts: set[str] | None = None) -> Flask:
     def index() -> Response:
         return send_file(STATIC / "index.html", mimetype="text/html", max_age=0)
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)
+
     @app.get("/static/<name>")
     def static_file(name: str) -> Response:
         allowed = {p.name: p for p in STATIC.iterdir() if p.is_file()}

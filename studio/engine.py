@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -39,6 +40,8 @@ from montage.text import Unit, reading_seconds, split_units
 from .session import MAX_SCRIPT_CHARS, Session, Settings, check_script, project_workdir
 
 FILM_NAME = "film.mp4"
+# Ids of generated shots: far above any library id (the film pipeline's convention).
+GENERATED_ID_BASE = 1 << 40
 EXPORT_FORMATS = ("mp4", "srt", "otio", "edl", "plan")
 
 
@@ -61,6 +64,7 @@ class StudioConfig:
     render_delay: float = 0.6         # seconds a plan must stay current before it is rendered
     render_workers: int = max(1, min(2, os.cpu_count() or 1))
     candidates_shown: int = 8
+    generate_steps: int = 25          # DDIM steps of a generated shot (the film pipeline's default)
     autosave: bool = True
 
 
@@ -130,6 +134,28 @@ def _fountain_units(script: str, base: Path) -> list[Unit] | None:
     return units
 
 
+def _follow(proc: subprocess.Popen, st: JobState) -> tuple[str, str, int]:
+    """Wait for a child, keeping st.done/st.total from its tqdm bar ('n/total [') on stderr.
+    Returns (stdout, its last error line, return code)."""
+    out_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    tail, last_error = b"", ""
+    while chunk := proc.stderr.read1(4096):
+        tail = (tail + chunk)[-8192:]
+        text = tail.decode("utf-8", "replace")
+        bars = re.findall(r"(\d+)/(\d+) \[", text)
+        if bars:
+            st.done, st.total = int(bars[-1][0]), int(bars[-1][1])
+        lines = [ln.strip() for ln in re.split(r"[\r\n]", text) if ln.strip()]
+        errs = [ln for ln in lines if "error" in ln.lower() or ln.startswith("generate:")]
+        if errs:
+            last_error = errs[-1]
+    rc = proc.wait()
+    reader.join(timeout=5)
+    return b"".join(out_chunks).decode("utf-8", "replace"), last_error, rc
+
+
 def film_available() -> bool:
     """True once the film pipeline (`film/`, generation of missing shots) is installed."""
     return importlib.util.find_spec("film") is not None
@@ -156,12 +182,17 @@ class Studio:
         self._last_update_seconds = 0.0
         self.render_state = JobState()
         self.index_state = JobState()
+        self.generate_state = JobState()
         self._index_proc: subprocess.Popen | None = None
+        self._generate_proc: subprocess.Popen | None = None
+        self._visual: dict[str, str] = {}          # unit text -> what its picture shows
         self._render_cv = threading.Condition(self._lock)
         self._stop = False
         self._plan_changed_at = 0.0
         self.shots: dict[int, Any] = {}
         self.library_dir: Path | None = None
+        self._lib_shots: list = []
+        self._lib_vectors = np.zeros((0, DIM), np.float32)
         self._base_table = ShotTable.from_shots([], np.zeros((0, DIM), np.float32))
         self.table = self._base_table
         self._load_library()
@@ -177,22 +208,46 @@ class Studio:
         from montage.library import Library
 
         lib_path = self.session.library
-        if not lib_path:
-            return
-        folder = Path(lib_path)
-        if not (folder / "library.sqlite").is_file():
-            if folder.exists() and any(folder.iterdir()):
+        shots, vectors = [], np.zeros((0, DIM), np.float32)
+        if lib_path:
+            folder = Path(lib_path)
+            if (folder / "library.sqlite").is_file():
+                with Library.open(folder) as lib:
+                    shots, vectors = lib.shots(), lib.embeddings()
+                    self.library_dir = lib.folder
+            elif folder.exists() and any(folder.iterdir()):
                 raise MontageError(f"{folder} is not a jvideo library (no library.sqlite)")
-            self.library_dir = folder   # created by the first index run
-            return
-        with Library.open(folder) as lib:
-            shots = lib.shots()
-            vectors = lib.embeddings()
-            self.library_dir = lib.folder
+            else:
+                self.library_dir = folder   # created by the first index run
         with self._lock:
-            self.shots = {s.id: s for s in shots}
-            self._base_table = ShotTable.from_shots(shots, vectors)
-            self._refresh_table()
+            self._lib_shots, self._lib_vectors = shots, vectors
+            self._rebuild_table()
+
+    def _generated_shots(self) -> list:
+        """The project's generated shots whose files still exist, as library Shots."""
+        from montage.library import Shot
+        out = []
+        for d in self.session.generated.values():
+            try:
+                f = {k: v for k, v in d.items() if k in Shot.__dataclass_fields__}
+                f["lab"] = tuple(f["lab"])
+                shot = Shot(**f)
+            except (TypeError, KeyError, ValueError):
+                continue            # a damaged entry only loses that shot
+            if Path(shot.source).is_file():
+                out.append(shot)
+        return out
+
+    def _rebuild_table(self) -> None:
+        """Library shots + generated shots -> the planner's table (less never-use shots)."""
+        gen = self._generated_shots()
+        shots = list(self._lib_shots) + gen
+        vectors = self._lib_vectors
+        if gen:
+            vectors = np.concatenate([vectors, self.embedder.embed([g.text for g in gen])])
+        self.shots = {s.id: s for s in shots}
+        self._base_table = ShotTable.from_shots(shots, vectors)
+        self._refresh_table()
 
     def _refresh_table(self) -> None:
         self.table = without_shots(self._base_table, set(self.session.never_use))
@@ -209,11 +264,12 @@ class Studio:
         shot = self.shots.get(int(shot_id))
         if shot is None:
             raise NotFound(f"no shot {shot_id} in the library")
-        if not shot.thumbnail or self.library_dir is None:
+        if not shot.thumbnail:
             raise NotFound(f"shot {shot_id} has no thumbnail")
         p = Path(shot.thumbnail).resolve()
-        if not p.is_relative_to(self.library_dir.resolve()) or not p.is_file():
-            raise NotFound(f"shot {shot_id} has no thumbnail in the library")
+        roots = [r.resolve() for r in (self.library_dir, self.workdir) if r is not None]
+        if not any(p.is_relative_to(r) for r in roots) or not p.is_file():
+            raise NotFound(f"shot {shot_id} has no thumbnail in the library or the project")
         return p
 
     def _check_shot(self, shot_id: Any) -> int:
@@ -243,6 +299,7 @@ class Studio:
                 units = split_units(script)
             except MontageError:
                 return []          # headings only: nothing to cut yet
+        self._visual = {u.text: u.meta.get("visual", u.text) for u in units if u.kind == "text"}
         for u in units:
             if u.kind == "text":
                 u.duration = reading_seconds(u.text)
@@ -305,7 +362,8 @@ class Studio:
                         "start": round(u.start, 3), "end": round(u.end, 3), "match": u.match,
                         # A pin on a shot the library no longer has is kept but not shown.
                         "note": u.note, "pinned": self.session.pins.get(u.text) if u.match == "pinned" else None,
-                        "generate": u.text in generate, "changed": u.index >= p.replanned_from,
+                        "generate": u.text in generate, "generated": u.text in self.session.generated,
+                        "changed": u.index >= p.replanned_from,
                         "shots": shots, "candidates": cands})
             return {"version": self.plan_version, "units": units,
                     "duration": round(p.duration, 3) if p else 0.0,
@@ -394,16 +452,86 @@ class Studio:
             return self.update()
 
     def request_generate(self, unit: Any, generate: bool = True, text: Any = None) -> dict:
-        """Ask for a unit's shot to be generated instead of retrieved. The studio records the
-        request in the project; the film pipeline (`jvideo film`) acts on it."""
+        """Ask for a unit's shot to be generated instead of retrieved (the request is kept in
+        the project). With the film pipeline installed, a child process generates it with the
+        shipped checkpoint and the unit is pinned to the new shot; cancelling drops that shot."""
         with self._lock:
             t = self._unit_text(unit, text)
             g = [x for x in self.session.generate if x != t]
             if generate:
                 g.append(t)
             self.session.generate = g
+            if not generate and t in self.session.generated:
+                gid = self.session.generated.pop(t).get("id")
+                if self.session.pins.get(t) == gid:
+                    del self.session.pins[t]
+                self._rebuild_table()
+                return self.update()
             self._save()
+            if generate:
+                self._start_generate()
             return self.storyboard()
+
+    def _start_generate(self) -> None:
+        """Generate the requested shots of the current script that have none yet (one child
+        process at a time; the next batch starts when it ends)."""
+        if self._generate_proc is not None and self._generate_proc.poll() is None:
+            return
+        todo = [t for t in self.session.generate if t not in self.session.generated and t in self._visual]
+        if not todo:
+            return
+        if importlib.util.find_spec("film.pipeline") is None:
+            self.generate_state = JobState(state="error", message="the film pipeline is not installed: "
+                                           "the request is kept in the project for `jvideo film`")
+            return
+        jobs = [{"unit": k, "visual": self._visual[t]} for k, t in enumerate(todo)]
+        self.workdir.mkdir(exist_ok=True)
+        cmd = [sys.executable, "-m", "studio.generate_job", "--cache", str(self.workdir / "shots"),
+               "--steps", str(self.cfg.generate_steps)]
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        self._generate_proc = proc
+        st = JobState(state="running", total=0, version=self.generate_state.version + 1,
+                      started=time.monotonic(), message=f"generating {len(todo)} shot(s)")
+        self.generate_state = st
+
+        def feed() -> None:
+            try:
+                proc.stdin.write(json.dumps(jobs).encode())
+                proc.stdin.close()
+            except OSError:
+                pass             # the child died at start; its stderr says why
+        threading.Thread(target=feed, daemon=True).start()
+        threading.Thread(target=self._watch_generate, args=(proc, st, todo), name="studio-generate",
+                         daemon=True).start()
+
+    def _watch_generate(self, proc: subprocess.Popen, st: JobState, todo: list[str]) -> None:
+        out, err, rc = _follow(proc, st)
+        st.seconds = time.monotonic() - st.started
+        if rc != 0:
+            st.state, st.message = "error", err or f"generation exited with {rc}"
+            return
+        try:
+            shots = json.loads(out)["shots"]
+        except (ValueError, KeyError, TypeError) as e:
+            st.state, st.message = "error", f"generation gave no shots ({e})"
+            return
+        with self._lock:
+            next_id = max([GENERATED_ID_BASE - 1] + [int(d.get("id", 0)) for d in self.session.generated.values()]) + 1
+            for k, d in sorted(shots.items(), key=lambda kv: int(kv[0])):
+                text = todo[int(k)]
+                if text not in self.session.generate:
+                    continue         # cancelled meanwhile
+                d = {**d, "id": next_id, "tags": list(d.get("tags", [])) + ["studio"]}
+                next_id += 1
+                self.session.generated[text] = d
+                self.session.pins[text] = d["id"]
+            self._rebuild_table()
+            self.update()
+            st.state, st.message = "done", f"generated {len(shots)} shot(s) in {st.seconds:.0f} s"
+            self._start_generate()   # requests made while this batch ran
 
     def set_settings(self, changes: dict) -> dict:
         with self._lock:
@@ -463,29 +591,8 @@ class Studio:
 
     def _watch_index(self, proc: subprocess.Popen, st: JobState) -> None:
         """Follow tqdm's 'n/total' on stderr; reload the library when the run ends."""
-        out_chunks: list[bytes] = []
-        t = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
-        t.start()
-        tail = b""
-        last_error = ""
-        while True:
-            chunk = proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(4096)
-            if not chunk:
-                break
-            tail = (tail + chunk)[-8192:]
-            text = tail.decode("utf-8", "replace")
-            m = None
-            for m in re.finditer(r"(\d+)/(\d+) \[", text):
-                pass
-            if m:
-                st.done, st.total = int(m.group(1)), int(m.group(2))
-            lines = [ln.strip() for ln in re.split(r"[\r\n]", text) if ln.strip()]
-            errs = [ln for ln in lines if "error" in ln.lower() or "warning" in ln.lower()]
-            if errs:
-                last_error = errs[-1]
-        rc = proc.wait()
-        t.join(timeout=5)
-        summary = b"".join(out_chunks).decode("utf-8", "replace").strip().splitlines()
+        out, last_error, rc = _follow(proc, st)
+        summary = out.strip().splitlines()
         st.seconds = time.monotonic() - st.started
         if rc == 0:
             st.done = st.total = max(st.total, st.done)
@@ -577,6 +684,7 @@ class Studio:
                          if self.render_state.state == "done" and self.film_path.is_file() else None)
             r["current"] = self.render_state.state == "done" and self.render_state.version == self.plan_version
             return {"version": self.plan_version, "render": r, "index": self.index_state.to_dict(),
+                    "generate": self.generate_state.to_dict(),
                     "library": self.library_info(), "project": str(self.project)}
 
     def wait_render(self, timeout: float = 120.0) -> dict:
@@ -638,13 +746,14 @@ class Studio:
         with self._lock:
             self._stop = True
             self._render_cv.notify_all()
-            proc = self._index_proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()   # `jvideo index` stops cleanly on SIGTERM and resumes next time
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            procs = [self._index_proc, self._generate_proc]
+        for proc in procs:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()   # `jvideo index` stops cleanly on SIGTERM and resumes next time
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         if self._render_thread is not None:
             self._render_thread.join(timeout=30)
 

@@ -57,12 +57,14 @@ class Session:
     pins: dict[str, int] = field(default_factory=dict)        # unit text -> shot id
     never_use: list[int] = field(default_factory=list)        # shot ids, sorted
     generate: list[str] = field(default_factory=list)         # unit texts to generate instead
+    generated: dict[str, dict] = field(default_factory=dict)  # unit text -> its generated shot
     settings: Settings = field(default_factory=Settings)
     library: str | None = None                                # library folder (absolute)
 
     def to_dict(self) -> dict:
         return {"version": PROJECT_VERSION, "script": self.script, "pins": dict(self.pins),
                 "never_use": sorted(set(self.never_use)), "generate": list(self.generate),
+                "generated": dict(self.generated),
                 "settings": asdict(self.settings), "library": self.library}
 
     @classmethod
@@ -78,10 +80,11 @@ class Session:
             pins = {str(k): int(v) for k, v in dict(d.get("pins", {})).items()}
             never = sorted({int(i) for i in d.get("never_use", [])})
             generate = [str(t) for t in d.get("generate", [])]
+            generated = {str(k): dict(v) for k, v in dict(d.get("generated", {})).items()}
         except (TypeError, ValueError) as err:
             raise MontageError(f"the project's pins or shot lists are malformed ({err})") from None
         lib = d.get("library")
-        return cls(script=script, pins=pins, never_use=never, generate=generate,
+        return cls(script=script, pins=pins, never_use=never, generate=generate, generated=generated,
                    settings=Settings.from_dict(d.get("settings", {})),
                    library=str(lib) if lib else None)
 

@@ -278,6 +278,44 @@ def test_fountain_script_uses_the_film_parser(client):
     assert sb["units"][2]["text"] == "Look at me!"
 
 
+def test_generate_a_shot_instead(toy_library, tmp_path):
+    """'Generate instead' runs the film pipeline's generator (shipped tiny checkpoint) in a child
+    process; the unit is pinned to the new shot, which renders and survives a reopen."""
+    pytest.importorskip("film.pipeline")
+    from jvideo.generation.presets import CHECKPOINT_DIR
+    if not (CHECKPOINT_DIR / "tiny").is_dir():
+        pytest.skip("no shipped checkpoint")
+    project = tmp_path / "gen.json"
+    s = Studio(StudioConfig(project=project, library=toy_library, size=SIZE, render_delay=0.1,
+                            generate_steps=4))
+    c = create_app(s).test_client()
+    try:
+        sb = post(c, "/api/script", {"script": STORY})
+        text = sb["units"][2]["text"]
+        assert post(c, "/api/generate", {"unit": 2, "text": text})["units"][2]["generate"]
+        deadline = time.monotonic() + 240
+        while (st := c.get("/api/status").get_json()["generate"])["state"] == "running":
+            assert time.monotonic() < deadline, st
+            time.sleep(0.5)
+        assert st["state"] == "done", st
+        unit = c.get("/api/storyboard").get_json()["units"][2]
+        shot = unit["shots"][0]
+        assert unit["generated"] and shot["source_kind"] == "generated" and unit["pinned"] == shot["shot_id"]
+        assert shot["shot_id"] >= 1 << 40 and c.get(shot["thumb"]).status_code == 200
+        assert s.wait_render(120)["state"] == "done"
+        s.close()
+        s2 = Studio(StudioConfig(project=project, size=SIZE, render=False))
+        try:
+            assert s2.update()["units"][2]["shots"][0]["source_kind"] == "generated"
+            sb = s2.request_generate(2, False, text)       # undo: back to the library
+            assert sb["units"][2]["shots"][0]["source_kind"] == "retrieved"
+            assert not sb["units"][2]["generated"] and sb["units"][2]["pinned"] is None
+        finally:
+            s2.close()
+    finally:
+        s.close()
+
+
 def test_index_a_new_folder_with_progress(tmp_path):
     footage = tmp_path / "new footage"
     assert cli.main(["toyworld", "library", str(footage), "--clips", "2", "--seed", "4", "--size", "64",
@@ -371,6 +409,8 @@ def test_browser_end_to_end(toy_library, tmp_path):
         with urllib.request.urlopen(mp4, timeout=30) as r:
             film.write_bytes(r.read())
         assert float(probe(film)["format"]["duration"]) > 3.0
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors                      # no script error, no failed request
         saved = json.loads((tmp_path / "e2e.json").read_text())
         assert saved["pins"] == {"A purple star spins under the night sky.": int(shot_id)}
         assert (tmp_path / "studio.png").stat().st_size > 10_000

@@ -99,8 +99,9 @@ function unitRow(u) {
     const best = u.shots.filter((s) => s.kind === "shot").map((s) => s.similarity);
     const label = u.match + (best.length ? ` · sim ${Math.max(...best).toFixed(2)}` : "");
     head.appendChild(el("span", { cls: "badge", text: label }));
-    head.appendChild(el("button", { type: "button", cls: "generate", text: u.generate ? "generate requested" : "generate",
-      title: "ask the film pipeline to generate this shot instead",
+    const genLabel = u.generated ? "generated (undo)" : u.generate ? "generate requested (undo)" : "generate";
+    head.appendChild(el("button", { type: "button", cls: "generate", text: genLabel,
+      title: "generate this shot with the video model instead of using the library",
       onclick: () => act("/api/generate", { unit: u.index, text: u.text, generate: !u.generate }) }));
   }
   const row = el("div", { cls: cls.join(" "), "data-index": u.index, "data-key": u.key }, head);
@@ -123,7 +124,7 @@ function drawStoryboard(sb, ms) {
   const old = new Map();
   for (const n of box.children) old.set(n.dataset.sig, n);
   const rows = sb.units.map((u) => {
-    const sig = JSON.stringify([u.key, u.index, u.pinned, u.generate, u.match, u.shots.map((s) => s.shot_id),
+    const sig = JSON.stringify([u.key, u.index, u.pinned, u.generate, u.generated, u.match, u.shots.map((s) => s.shot_id),
                                 u.candidates.map((c) => c.shot_id)]);
     let n = old.get(sig);
     if (!n) { n = unitRow(u); n.dataset.sig = sig; }
@@ -165,6 +166,10 @@ async function poll() {
       p.addEventListener("loadedmetadata", () => { if (at < p.duration) p.currentTime = at; }, { once: true });
     }
     if (exportWaiting && r.current) { exportWaiting = false; doExport(["mp4"]); }
+    const g = st.generate;
+    $("generate-info").textContent = g.state === "idle" ? "" :
+      `generation ${g.state}: ${g.message}` + (g.state === "running" && g.total ? ` (${g.done}/${g.total} shots)` : "");
+    if (g.state === "done" && g.version !== poll.generateSeen) { poll.generateSeen = g.version; refresh(); }
     const ix = st.index;
     $("index-bar").style.width = `${ix.total ? Math.round(100 * ix.done / ix.total) : (ix.state === "done" ? 100 : 0)}%`;
     $("index-info").textContent = ix.state === "idle" ? "" : `${ix.state}: ${ix.message} ${ix.total ? `(${ix.done}/${ix.total} files)` : ""}`;
