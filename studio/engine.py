@@ -719,7 +719,7 @@ class Studio:
             out.mkdir(parents=True, exist_ok=True)
             rcfg = self.render_config()
             fade = rcfg.crossfade if rcfg.transition == "crossfade" else 0.0
-            files, pending = {}, []
+            files, pending, errors = {}, [], {}
             for f in formats:
                 if f == "srt":
                     path = write_srt(cues_from_plan(p), out / f"{stem}.srt")
@@ -732,6 +732,9 @@ class Studio:
                     p.save(path)
                 else:
                     st = self.render_state
+                    if st.state == "error" and st.version == version:
+                        errors["mp4"] = st.message      # waiting would never end
+                        continue
                     if not (st.state == "done" and st.version == version and self.film_path.is_file()):
                         pending.append("mp4")
                         continue
@@ -740,7 +743,7 @@ class Studio:
                     shutil.copyfile(self.film_path, tmp)
                     os.replace(tmp, path)
                 files[f] = "/files/project/" + path.relative_to(self.workdir).as_posix()
-            return {"files": files, "pending": pending, "version": version}
+            return {"files": files, "pending": pending, "errors": errors, "version": version}
 
     def close(self) -> None:
         with self._lock:

@@ -176,6 +176,28 @@ def test_background_render_and_export(client, studio):
     assert post(client, "/api/export", {"formats": ["gif"]}, 400)["error"].startswith("unknown export format")
 
 
+def test_render_error_is_reported_not_waited_for(tmp_path):
+    """A source video gone from disk: the render says so and the MP4 export gives the reason."""
+    from montage.library import Library, Shot
+    lib = Library.create(tmp_path / "lib")
+    shot = Shot(id=0, source=str(tmp_path / "gone.mp4"), start=0.0, end=4.0, fps=24.0, width=160,
+                height=90, thumbnail="", lab=(50.0, 0.0, 0.0), brightness=0.5, sharpness=0.5,
+                motion=0.1, camera="static", text="a boat in a harbour")
+    lib.add_shots([shot], lib.embedder.embed([shot.text]))
+    lib.close()
+    s = Studio(StudioConfig(project=tmp_path / "p.json", library=tmp_path / "lib", size=SIZE,
+                            render_delay=0.05))
+    c = create_app(s).test_client()
+    try:
+        post(c, "/api/script", {"script": "A boat waits in the harbour."})
+        st = s.wait_render(60)
+        assert st["state"] == "error" and "gone.mp4" in st["message"]
+        out = post(c, "/api/export", {"formats": ["mp4", "srt"]})
+        assert set(out["files"]) == {"srt"} and out["pending"] == [] and "gone.mp4" in out["errors"]["mp4"]
+    finally:
+        s.close()
+
+
 def test_bad_input_is_one_json_line_with_4xx(client, studio, toy_library):
     post(client, "/api/script", {"script": STORY})
     cases = [

@@ -165,7 +165,9 @@ async function poll() {
       p.src = filmUrl;
       p.addEventListener("loadedmetadata", () => { if (at < p.duration) p.currentTime = at; }, { once: true });
     }
-    if (exportWaiting && r.current) { exportWaiting = false; doExport(["mp4"]); }
+    if (exportWaiting && (r.current || (r.state === "error" && r.version === st.version))) {
+      exportWaiting = false; doExport(["mp4"]);
+    }
     const g = st.generate;
     $("generate-info").textContent = g.state === "idle" ? "" :
       `generation ${g.state}: ${g.message}` + (g.state === "running" && g.total ? ` (${g.done}/${g.total} shots)` : "");
@@ -196,6 +198,8 @@ async function doExport(formats) {
     const out = await api("POST", "/api/export", formats ? { formats } : {});
     showExports(out);
     if (out.pending.includes("mp4")) exportWaiting = true;
+    const failed = Object.entries(out.errors || {}).map(([f, m]) => `${f.toUpperCase()}: ${m}`);
+    say(failed.join("; "));
   } catch (e) { say(e.message); }
 }
 
