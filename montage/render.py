@@ -236,6 +236,7 @@ def render_segment(seg: Segment, cfg: RenderConfig, cache_dir: Path) -> tuple[Pa
     try:
         what = "a title card" if seg.kind == "title" else f"{seg.source} at {seg.in_point:.2f}s"
         run_ffmpeg(args, what)
+        fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -284,11 +285,13 @@ def render_film(plan: Plan, out: str | os.PathLike, cfg: RenderConfig, cache_dir
     segments = segments_for(plan, cfg)
     if not segments:
         raise MontageError("the plan has no shots to render")
+    sweep_stale_temps(cache_dir)
+    sweep_stale_temps(out.parent, prefix=f".{out.name}.")
     paths, rendered = render_segments(segments, cfg, cache_dir)
     total_frames = int(round(plan.duration * cfg.fps))
     total = total_frames / cfg.fps
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.mp4")
-    fd, list_file = tempfile.mkstemp(prefix=".concat.", suffix=".txt", dir=cache_dir)
+    fd, list_file = tempfile.mkstemp(prefix=f".concat.{os.getpid()}.", suffix=".tmp.txt", dir=cache_dir)
     scratch = [tmp, Path(list_file)]
     try:
         with os.fdopen(fd, "w") as f:   # names are ours (hex), relative to the list's folder
@@ -317,6 +320,7 @@ def render_film(plan: Plan, out: str | os.PathLike, cfg: RenderConfig, cache_dir
                  "-t", f"{total:.6f}", "-movflags", "+faststart", "-f", "mp4", file_arg(tmp)]
         try:
             run_ffmpeg(args, f"assembling {out.name}")
+            fsync_file(tmp)
             os.replace(tmp, out)
         except OSError as err:
             raise MontageError(f"cannot write {out}: {err.strerror}") from err
@@ -346,6 +350,46 @@ def loudnorm_filter(audio: Path, target: float = -16.0) -> str:
     return (f"{base}:measured_I={vals['input_i']:.2f}:measured_TP={vals['input_tp']:.2f}:"
             f"measured_LRA={vals['input_lra']:.2f}:measured_thresh={vals['input_thresh']:.2f}:"
             f"offset={vals['target_offset']:.2f}:linear=true")
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a finished file to disk before it is renamed into place: after a crash the name
+    points at complete data, never at a file whose blocks were not written yet."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: Path, prefix: str = ".") -> int:
+    """Remove temporary files (`.NAME.PID....tmp.*`) that a killed render left behind: a
+    SIGKILL gives no chance to clean up, so the next run does it. Files of live processes
+    (another render at the same time) are kept. Returns files removed."""
+    removed = 0
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        name = p.name
+        if not (name.startswith(prefix) and ".tmp." in name and p.is_file()):
+            continue
+        pids = [int(part) for part in name[len(prefix):].split(".") if part.isdigit()]
+        if pids and not _pid_alive(pids[0]):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def prune_cache(cache_dir: Path, keep: set[str], max_bytes: int = 2 << 30) -> int:
@@ -388,7 +432,7 @@ def _crossfade_args(plan: Plan, paths: list[Path], cfg: RenderConfig,
                      f"offset={starts[k]:.4f}[{label}]")
         last = label
     parts[-1] = parts[-1].rsplit("[", 1)[0] + "[v]"
-    fd, script = tempfile.mkstemp(prefix=".xfade.", suffix=".txt", dir=cache_dir)
+    fd, script = tempfile.mkstemp(prefix=f".xfade.{os.getpid()}.", suffix=".tmp.txt", dir=cache_dir)
     with os.fdopen(fd, "w") as f:
         f.write(";\n".join(parts))
     return args + ["-filter_complex_script", file_arg(script)], Path(script)
