@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -17,8 +19,16 @@ def run_train(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise JVideoError(f"--steps must be at least 1 (got {args.steps})")
     check_training(get_preset(args.preset))        # before Jittor loads: refuse in a second
-    from jvideo.generation.train import train
-    results = train(args.preset, Path(args.out), steps=args.steps, resume=args.resume)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise JVideoError(f"--out {out}: exists and is not a folder")
+    from jvideo.generation.state import folder_lock, sweep_temporary_files
+    writer = os.environ.get("OMPI_COMM_WORLD_RANK", "0") == "0"   # rank 0 alone writes OUT
+    with folder_lock(out, "training run") if writer else contextlib.nullcontext():
+        if writer:
+            sweep_temporary_files(out)             # left by a run that was killed
+        from jvideo.generation.train import train
+        results = train(args.preset, out, steps=args.steps, resume=args.resume)
     from jvideo import distributed as dist
     if not dist.is_main():
         return 0  # under mpirun rank 0 reports for all
@@ -68,7 +78,8 @@ def run_generate_batch(args: argparse.Namespace) -> int:
     from jvideo import distributed as dist
     if dist.is_main():
         ranks = f" on {summary['ranks']} ranks" if summary["ranks"] > 1 else ""
-        print(f"wrote {summary['shots']} shots to {summary['out_dir']}{ranks} "
+        n = summary["shots"]
+        print(f"wrote {n} shot{'s' if n != 1 else ''} to {summary['out_dir']}{ranks} "
               f"({summary['seconds']:.1f} s; list in shots.json)")
     return 0
 

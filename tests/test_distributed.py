@@ -191,7 +191,10 @@ def test_batch_that_does_not_split_over_ranks_is_one_clear_error():
 def test_prompts_file_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n# only a comment\n")
-    for path, message in ((tmp_path / "missing.txt", "prompts file not found"), (empty, "no prompts")):
+    long = tmp_path / "long.txt"
+    long.write_text("a red ball\n" + "x" * 1200 + "\n")
+    for path, message in ((tmp_path / "missing.txt", "prompts file not found"), (empty, "no prompts"),
+                          (long, "long.txt line 2: the prompt is 1200 characters")):
         proc = subprocess.run([sys.executable, "-m", "cli", "generate", "--prompts", str(path),
                                "--out-dir", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True,
                               timeout=TIMEOUT)

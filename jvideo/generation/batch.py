@@ -130,6 +130,11 @@ def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, 
     gen = Generator.load(checkpoint)
     reference = load_reference(identity, gen.preset.size) if identity else None
     seeds = [seed + pl.line - 1 for pl in lines]   # base seed + line index
+    for pl in lines:   # name the line of a bad prompt (generate_shots checks again, by index)
+        try:
+            gen.check_request(pl.prompt, frames or gen.preset.frames, steps, cfg)
+        except JVideoError as err:
+            raise JVideoError(f"{prompts_file} line {pl.line}: {err}") from None
     world = dist.world()
     start = time.time()
     shots = generate_shots(gen, [pl.prompt for pl in lines], [reference] * len(lines), seeds,
