@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import time
 from pathlib import Path
 
@@ -19,16 +17,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise JVideoError(f"--steps must be at least 1 (got {args.steps})")
     check_training(get_preset(args.preset))        # before Jittor loads: refuse in a second
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise JVideoError(f"--out {out}: exists and is not a folder")
-    from jvideo.generation.state import folder_lock, sweep_temporary_files
-    writer = os.environ.get("OMPI_COMM_WORLD_RANK", "0") == "0"   # rank 0 alone writes OUT
-    with folder_lock(out, "training run") if writer else contextlib.nullcontext():
-        if writer:
-            sweep_temporary_files(out)             # left by a run that was killed
-        from jvideo.generation.train import train
-        results = train(args.preset, out, steps=args.steps, resume=args.resume)
+    from jvideo.generation.train import train
+    results = train(args.preset, Path(args.out), steps=args.steps, resume=args.resume)
     from jvideo import distributed as dist
     if not dist.is_main():
         return 0  # under mpirun rank 0 reports for all
