@@ -189,6 +189,7 @@ class Studio:
         self._render_cv = threading.Condition(self._lock)
         self._stop = False
         self._plan_changed_at = 0.0
+        self._changed: set[int] = set()
         self.shots: dict[int, Any] = {}
         self.library_dir: Path | None = None
         self._lib_shots: list = []
@@ -322,7 +323,14 @@ class Studio:
             units = self._units(self.session.script)
             if units:
                 vecs = self.embedder.embed([u.meta.get("visual", u.text) for u in units])
-                self.plan = make_plan(units, self.table, vecs, self.plan_config(), self.plan)
+                before = self.plan
+                self.plan = make_plan(units, self.table, vecs, self.plan_config(), before)
+                # What the page highlights: units whose text or shots differ from the last plan
+                # (the optimiser re-solves everything after the first edit, but most of it
+                # usually comes out the same).
+                old = {(u.key, tuple(s.shot_id for s in u.shots)) for u in before.units} if before else set()
+                self._changed = {u.index for u in self.plan.units
+                                 if (u.key, tuple(s.shot_id for s in u.shots)) not in old}
             else:
                 self.plan = None
             self.plan_version += 1
@@ -363,7 +371,7 @@ class Studio:
                         # A pin on a shot the library no longer has is kept but not shown.
                         "note": u.note, "pinned": self.session.pins.get(u.text) if u.match == "pinned" else None,
                         "generate": u.text in generate, "generated": u.text in self.session.generated,
-                        "changed": u.index >= p.replanned_from,
+                        "changed": u.index in self._changed,
                         "shots": shots, "candidates": cands})
             return {"version": self.plan_version, "units": units,
                     "duration": round(p.duration, 3) if p else 0.0,

@@ -86,6 +86,10 @@ def test_edit_replans_only_from_the_changed_unit(client):
     assert [u["changed"] for u in edited["units"]] == [False, False, True]
     added = post(client, "/api/script", {"script": STORY + " Tomo walks to the right in a room."})
     assert len(added["units"]) == 4 and added["units"][3]["changed"]
+    # Inserting at the top re-solves everything, but only units whose shots moved are marked.
+    top = post(client, "/api/script", {"script": "Pip bounces on the grass. " + STORY})
+    assert top["replanned_from"] == 0 and top["units"][0]["changed"]
+    assert [u["changed"] for u in top["units"][1:]] == [False, False, False]
 
 
 def test_pin_survives_replans_and_moves(client, studio, tmp_path):
@@ -421,6 +425,11 @@ def test_browser_end_to_end(toy_library, tmp_path):
         box.send_keys(" A star says &lt;b&gt; hello.")
         wait.until(lambda b: len(units(b)) == 3 and "hello." in units(b)[2].text)
         assert "&lt;b&gt;" in units(browser)[2].text
+        browser.find_element(By.ID, "library-toggle").click()   # the library view searches
+        browser.find_element(By.ID, "search").send_keys("a purple star")
+        browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results .result img")) >= 3)
+        assert "purple star" in browser.find_element(By.CSS_SELECTOR, "#results .result").text
         browser.find_element(By.ID, "export").click()
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#exports a[data-format=srt]"))
         mp4 = WebDriverWait(browser, 120, poll_frequency=0.2).until(
