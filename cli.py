@@ -34,6 +34,7 @@ BENCH_TARGETS = {
     "model": "jvideo.bench",
     "montage": "montage.bench",
     "distributed": "jvideo.distributed_bench",
+    "film-threshold": "film.calibrate",
     "studio": "studio.bench",
 }
 
@@ -47,8 +48,9 @@ class UsageError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user, gathered from the packages."""
-    types: list[type[BaseException]] = [UsageError, FileNotFoundError, PermissionError,
-                                        IsADirectoryError, NotADirectoryError]
+    # Any OSError (no space left, name too long, a file where a folder should be, ...) is
+    # about the user's files or machine: its message, not a traceback.
+    types: list[type[BaseException]] = [UsageError, OSError]
     for module_name, attr in (("jvideo.errors", "JVideoError"), ("montage.errors", "MontageError"),
                               ("kernels.resources", "ResourceError")):
         try:
