@@ -217,6 +217,8 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as f:      # on disk before the rename: a crash never leaves a
+            os.fsync(f.fileno())        # checkpoint name pointing at unwritten blocks
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
