@@ -34,7 +34,6 @@ BENCH_TARGETS = {
     "model": "jvideo.bench",
     "montage": "montage.bench",
     "distributed": "jvideo.distributed_bench",
-    "film-threshold": "film.calibrate",
     "studio": "studio.bench",
 }
 
