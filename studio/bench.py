@@ -82,13 +82,16 @@ def bench_edits(workdir: Path, n_shots: int = 10_000, n_units: int = 50, repeats
     assert len(sb["units"]) == n_units, len(sb["units"])
     rows.append({"name": f"first plan of {n_units} sentences (each embedded by MiniLM)",
                  "seconds": wall, "cpu_s": cpu})
+    mid, early, late = n_units // 2, max(1, n_units // 5), max(2, n_units * 4 // 5)
     edits = {
-        "reword sentence 25 of 50": lambda k: base[:24] + [sentence(rng, f"e{k}")] + base[25:],
+        f"reword sentence {mid} of {n_units}":
+            lambda k: base[:mid - 1] + [sentence(rng, f"e{k}")] + base[mid:],
         "reword sentence 1 (all re-solved)": lambda k: [sentence(rng, f"f{k}")] + base[1:],
         "add a sentence at the end": lambda k: base + [sentence(rng, f"a{k}")],
-        "add a sentence in the middle": lambda k: base[:25] + [sentence(rng, f"m{k}")] + base[25:],
-        "delete sentence 25": lambda k: base[:24] + base[25:],
-        "move sentence 40 before sentence 10": lambda k: base[:9] + [base[39]] + base[9:39] + base[40:],
+        "add a sentence in the middle": lambda k: base[:mid] + [sentence(rng, f"m{k}")] + base[mid:],
+        f"delete sentence {mid}": lambda k: base[:mid - 1] + base[mid:],
+        f"move sentence {late} before sentence {early}":
+            lambda k: base[:early - 1] + [base[late - 1]] + base[early - 1:late - 1] + base[late:],
     }
     for name, make in edits.items():
         walls, cpus, plans, starts = [], [], [], []
@@ -133,8 +136,9 @@ def bench_browser(workdir: Path, n_shots: int = 10_000, n_units: int = 50, repea
             b.get(running.url)
             WebDriverWait(b, 60).until(lambda d: d.find_element(By.ID, "script"))
             b.execute_async_script(EDIT_AND_TIME_JS, " ".join(base), base[-1][:-1])
+            mid = n_units // 2
             edits = {
-                "reword sentence 25": lambda k, m: base[:24] + [m] + base[25:],
+                f"reword sentence {mid}": lambda k, m: base[:mid - 1] + [m] + base[mid:],
                 "reword sentence 1": lambda k, m: [m] + base[1:],
                 "add a sentence at the end": lambda k, m: base + [m],
             }

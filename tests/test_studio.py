@@ -453,3 +453,13 @@ def test_browser_end_to_end(toy_library, tmp_path):
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_bench_studio_runs(tmp_path, capsys):
+    """`jvideo bench studio` on a small synthetic library (the README's figures use 10,000 shots)."""
+    assert cli.main(["bench", "studio", "--shots", "300", "--units", "6", "--repeats", "1",
+                     "--workdir", str(tmp_path), "--json", str(tmp_path / "b.json")]) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    edits = [r for r in rows if r["name"].startswith("API:")]
+    assert len(edits) == 6 and all(r["seconds"] > 0 for r in edits)
+    assert "API: delete sentence" in capsys.readouterr().out
