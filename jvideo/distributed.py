@@ -99,6 +99,9 @@ def shard(items: Sequence[T], rank: int | None = None, size: int | None = None) 
 def _all_reduce_add(buffer: np.ndarray) -> np.ndarray:
     from kernels import runtime
     jt = runtime.import_jittor()
+    # Pending lazy work may hold collectives (the optimizer's all-reduces): run it first, so
+    # every rank issues its collectives in program order.
+    jt.sync_all()
     return jt.array(buffer).mpi_all_reduce("add").numpy()
 
 
@@ -164,6 +167,7 @@ def broadcast_vars(variables: Sequence[Any], root: int = 0) -> None:
         return
     from kernels import runtime
     jt = runtime.import_jittor()
+    jt.sync_all()  # pending collectives first (see _all_reduce_add)
     for v in variables:
         v.update(v.mpi_broadcast(root))
     jt.sync_all(True)
@@ -191,9 +195,11 @@ def all_mean(value: float) -> float:
 def broadcast_module(module, root: int = 0) -> None:
     """Overwrite every rank's parameters with `root`'s (start of training, after a resume)."""
     if world().distributed:
-        module.mpi_param_broadcast(root)
         from kernels import runtime
-        runtime.import_jittor().sync_all(True)
+        jt = runtime.import_jittor()
+        jt.sync_all()  # pending collectives first (see _all_reduce_add)
+        module.mpi_param_broadcast(root)
+        jt.sync_all(True)
 
 
 def run_on_main(fn: Callable[[], T], root: int = 0) -> T:

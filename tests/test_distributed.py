@@ -127,9 +127,13 @@ def test_two_rank_training_keeps_ranks_identical_and_resumes_with_one(tmp_path):
     preset = json.loads((out / "preset.json").read_text())
     assert preset["dit"]["batch"] == 2 and preset["vae"]["batch"] == 2   # the global batch, not per rank
 
-    # Resume the two-rank run in one process: the saved state does not depend on the rank count.
-    run([sys.executable, "-m", "cli", "train", "--preset", "test", "--steps", str(steps + 2), "--resume",
-         "--out", str(out)])
+    # Resume the two-rank run in one process, then with two again through the command line
+    # (no hashing hook there to force the ranks in step): the saved state does not depend on
+    # the rank count, and rank 0 alone reports.
+    train = [sys.executable, "-m", "cli", "train", "--preset", "test", "--resume", "--out", str(out), "--steps"]
+    run(train + [str(steps + 1)])
+    proc = run(mpirun(2, *train, str(steps + 2)))
+    assert proc.stdout.count("checkpoint:") == 1
     for stage in ("vae", "dit"):
         state = json.loads((out / "state" / f"{stage}.json").read_text())
         assert state["step"] == state["optimizer_steps"] == len(state["losses"]) == steps + 2

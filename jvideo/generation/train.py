@@ -100,6 +100,11 @@ class Stage:
             while self.step < self.steps:
                 loss = loss_fn(self.step)
                 self.optimizer.step(loss)  # under MPI, Jittor's optimizer averages the gradients
+                if dist.world().distributed:
+                    # Run the step's gradient all-reduces now, on every rank: left lazy, they would
+                    # run whenever a rank next reads a weight (rank 0 saving), out of step with the
+                    # collectives of the other ranks (MPI_ERR_TRUNCATE, or a hang).
+                    jt.sync_all()
                 value = dist.all_mean(float(loss.item()))  # the global batch's loss, on every rank
                 if not np.isfinite(value):
                     raise JVideoError(f"{self.name}: loss became {value} at step {self.step}; lower the learning rate")
