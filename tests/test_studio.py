@@ -4,6 +4,7 @@ app end to end in Debian's headless Chromium driven by Selenium."""
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -400,7 +401,8 @@ def test_browser_end_to_end(toy_library, tmp_path):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stack = contextlib.ExitStack()
     try:
-        line = proc.stdout.readline()
+        ready, _, _ = select.select([proc.stdout], [], [], 180)   # MiniLM loads before the address
+        line = proc.stdout.readline() if ready else ""
         assert line.startswith("studio: http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() else "")
         url = line.split()[1]
         browser = stack.enter_context(chromium())
