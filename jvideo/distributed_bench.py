@@ -62,8 +62,13 @@ class Run:
     load_after: float = 0.0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, as every jvideo command
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="jvideo bench distributed", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="jvideo bench distributed", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="test preset, few steps and shots (a smoke run, not a measurement)")
     p.add_argument("--ranks", type=int, default=2, help="ranks of the data-parallel run (default 2)")
