@@ -7,7 +7,9 @@ Each measurement is a separate run of this module as a worker process:
 * `mpirun -np 1`: one rank, which Open MPI binds to one core;
 * `mpirun -np N`: N ranks, one core each (the data-parallel run).
 Scaling efficiency = throughput(N ranks) / (N x throughput(1 rank)): 100% when N ranks do N
-times the work of one. `vs 1 process` compares with the plain run on the same machine.
+times the work of one. `vs 1 process` compares with the plain run on the same machine. CPU
+efficiency = CPU seconds of one rank / CPU seconds of all N ranks for the same work: the cost of
+the parallel run itself, which other jobs on a shared machine hardly change.
 
 Training: the video DiT's training step (forward, backward, gradient all-reduce, AdamW) at the
 preset's shapes on synthetic latents and text tokens, the preset's global batch split over the
@@ -221,7 +223,10 @@ def measure(cfg: BenchConfig, train: bool = True, generate: bool = True) -> dict
         out["runs"] += [asdict(r) for r in runs]
         out[task] = {"scaling_efficiency": round(n_ranks.per_second / (cfg.ranks * one_rank.per_second), 3),
                      "speedup_vs_one_rank": round(n_ranks.per_second / one_rank.per_second, 3),
-                     "speedup_vs_one_process": round(n_ranks.per_second / plain.per_second, 3)}
+                     "speedup_vs_one_process": round(n_ranks.per_second / plain.per_second, 3),
+                     # Work per CPU second, N ranks against one: the parallel overhead (all-reduce,
+                     # duplicated work), much less sensitive to other jobs on the machine than wall time.
+                     "cpu_efficiency": round(sum(one_rank.cpu_seconds) / sum(n_ranks.cpu_seconds), 3)}
     return out
 
 
@@ -242,7 +247,8 @@ def format_report(res: dict) -> str:
                          f"{r['load_before']:>5.1f}->{r['load_after']:<5.1f}")
         s = res[task]
         lines.append(f"  scaling efficiency {s['scaling_efficiency'] * 100:.0f}% "
-                     f"({s['speedup_vs_one_rank']:.2f}x one rank; {s['speedup_vs_one_process']:.2f}x one plain process)")
+                     f"({s['speedup_vs_one_rank']:.2f}x one rank; {s['speedup_vs_one_process']:.2f}x one plain process); "
+                     f"CPU efficiency {s['cpu_efficiency'] * 100:.0f}% (work per CPU second against one rank)")
     return "\n".join(lines)
 
 
