@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -17,8 +19,16 @@ def run_train(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise JVideoError(f"--steps must be at least 1 (got {args.steps})")
     check_training(get_preset(args.preset))        # before Jittor loads: refuse in a second
-    from jvideo.generation.train import train
-    results = train(args.preset, Path(args.out), steps=args.steps, resume=args.resume)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise JVideoError(f"--out {out}: exists and is not a folder")
+    from jvideo.generation.state import folder_lock, sweep_temporary_files
+    writer = os.environ.get("OMPI_COMM_WORLD_RANK", "0") == "0"   # rank 0 alone writes OUT
+    with folder_lock(out, "training run") if writer else contextlib.nullcontext():
+        if writer:
+            sweep_temporary_files(out)             # left by a run that was killed
+        from jvideo.generation.train import train
+        results = train(args.preset, out, steps=args.steps, resume=args.resume)
     from jvideo import distributed as dist
     if not dist.is_main():
         return 0  # under mpirun rank 0 reports for all
@@ -101,7 +111,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
-    p.add_argument("--preset", default="tiny", help="tiny (2-core CPU), small (bigger machines), test")
+    p.add_argument("--preset", default="tiny", help="tiny (2-core CPU; the shipped checkpoint), tiny-v2 (object-weighted losses, cosine rate), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--out", required=True, help="checkpoint folder")

@@ -6,11 +6,12 @@ unpickles: weights and moments are safetensors, the rest JSON.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -92,3 +93,37 @@ def load_moments(path: Path) -> dict[str, np.ndarray]:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for truncated files
         raise JVideoError(f"{path}: unreadable optimizer state ({type(err).__name__}); start without --resume") from None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (flock on FOLDER/.lock) for one writer at a time.
+    The kernel drops a flock when its process dies, so a killed run never leaves it stale."""
+    import fcntl
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            raise JVideoError(f"{folder} is in use by another {what} (pid {pid}); wait for it or pick another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def sweep_temporary_files(folder: Path) -> int:
+    """Remove what atomic_write leaves when its process is killed (`.NAME.XXXXXXXX` beside
+    NAME), in `folder` and its sub-folders. Call it only while holding folder_lock: then no
+    live writer owns them. Returns files removed."""
+    removed = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            base = name[1:].rsplit(".", 1)[0] if name.startswith(".") else ""
+            if base and name != ".lock" and (Path(root) / base).suffix and len(name.rsplit(".", 1)[1]) == 8:
+                os.unlink(os.path.join(root, name))
+                removed += 1
+    return removed
