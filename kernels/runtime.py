@@ -196,8 +196,53 @@ def import_jittor(verbose: bool | None = None):
     import jittor as jt
     if first:
         restore_signal_handlers()
+        tame_compile_pool()
+        sys.setrecursionlimit(_RECURSION_LIMIT)
     jt.flags.use_cuda = 1 if (state.backend == "cuda" and jt.has_cuda) else 0
     return jt
+
+
+# Python's default. Jittor raises it to 10**6 on import: a deeply nested JSON file a user
+# brings ('[' * 100000: a preset, a project) then overflows the C stack (a segfault) instead
+# of raising RecursionError.
+_RECURSION_LIMIT = sys.getrecursionlimit()
+
+
+def tame_compile_pool() -> None:
+    """Make Ctrl-C stop a process that has Jittor's compile pool.
+
+    Ctrl-C reaches the whole process group, so the pool's workers die with it; Jittor's
+    atexit handler then waits forever in Pool.terminate() for a lock a dead worker held (the
+    CLI printed 'interrupted' and never exited). Workers now ignore SIGINT (the parent
+    alone handles it), and the exit handler kills workers instead of waiting on them.
+    """
+    import atexit
+    import signal
+    try:
+        import jittor_utils as ju
+    except ImportError:
+        return
+    original_init, original_cleanup = ju.pool_initializer, ju.pool_cleanup
+
+    def initializer() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        original_init()
+
+    def cleanup() -> None:
+        pool = getattr(ju, "p", None)
+        for worker in list(getattr(pool, "_pool", None) or []):
+            if worker.is_alive():
+                worker.kill()     # compile workers hold nothing of ours
+            worker.join(timeout=5)
+        finalizer = getattr(pool, "_terminate", None)
+        if finalizer is not None:
+            finalizer.cancel()    # Pool.terminate() would wait on a lock a dead worker held
+            pool._state = "TERMINATE"   # multiprocessing.pool.TERMINATE: __del__ does nothing
+
+    ju.pool_initializer, ju.pool_cleanup = initializer, cleanup
+    if getattr(ju, "p", None) is not None:   # the import compiled: its pool exists already
+        atexit.unregister(original_cleanup)
+        atexit.register(cleanup)
 
 
 def restore_signal_handlers() -> None:
