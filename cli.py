@@ -121,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"jvideo {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except RecursionError:
+        # Only input nests this deep (a '[[[[...' JSON project, preset or sidecar): no reader
+        # of ours recurses on its own.
+        if args.verbose:
+            raise
+        print(f"jvideo {args.command}: error: an input file is nested too deeply to read", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def _reject_non_finite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
