@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise MontageError(f"--port must be 0..65535, not {args.port}")
+    if args.size is not None:   # refused here, in one line, rather than by the first render
+        from kernels.resources import check_memory
+        from montage.render import RenderConfig
+        rcfg = RenderConfig(width=args.size[0], height=args.size[1])
+        check_memory(rcfg.memory_estimate(), f"rendering a {rcfg.width}x{rcfg.height} film")
     if args.library is not None and not Path(args.library).expanduser().is_dir():
         raise MontageError(f"library {args.library} does not exist (create it with "
                            f"'jvideo index FOLDER --library {args.library}')")
