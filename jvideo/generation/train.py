@@ -46,12 +46,24 @@ def _mean_tail(losses: list[float], n: int = 50) -> float:
     return float(np.mean(losses[-n:])) if losses else float("nan")
 
 
+def learning_rate(base: float, step: int, steps: int, warmup: int = 50, floor: float = 0.1) -> float:
+    """Linear warm-up, then a cosine decay to `floor` * base at the last step (the usual
+    schedule: large steps early, small ones to settle the weights at the end)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * min(1.0, progress))))
+
+
 class Stage:
     """One training stage with its own AdamW, checkpointing and resume."""
 
-    def __init__(self, name: str, out: Path, model, lr: float, steps: int, every: int):
+    def __init__(self, name: str, out: Path, model, lr: float, steps: int, every: int, schedule: str = "constant"):
+        if schedule not in ("constant", "cosine"):
+            raise JVideoError(f"unknown learning-rate schedule {schedule!r} (constant or cosine)")
         self.name, self.out, self.model, self.steps, self.every = name, out, model, steps, every
         self.optimizer = jt.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        self.base_lr, self.schedule = lr, schedule
         self.step = 0
         self.losses: list[float] = []
         self.extra: dict = {}
@@ -98,6 +110,8 @@ class Stage:
         self.model.train()
         with _progress(self.steps, self.step, self.name) as bar:
             while self.step < self.steps:
+                if self.schedule == "cosine":
+                    self.optimizer.lr = learning_rate(self.base_lr, self.step, self.steps)
                 loss = loss_fn(self.step)
                 self.optimizer.step(loss)  # under MPI, Jittor's optimizer averages the gradients
                 if dist.world().distributed:
@@ -123,17 +137,19 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
     from jvideo.toyworld.dataset import sample_batch
     vae = build_vae(preset)
     p = preset.vae
-    stage = Stage("vae", out, vae, p.lr, p.steps, preset.checkpoint_every)
+    stage = Stage("vae", out, vae, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule)
     if resume:
         stage.resume()
 
     def loss_fn(step: int):
         batch = sample_batch(rng, max(1, p.batch // 4), frames=4, size=preset.size)
         x = frames_to_tensor(batch.frames.reshape((-1,) + batch.frames.shape[2:]))  # (N, 3, H, W)
+        weight = object_weights(batch.params, 1, p.object_weight)                    # (N, T, H, W)
+        weight = jt.array(weight.reshape((-1, 1) + weight.shape[2:]))                  # (N*T, 1, H, W)
         posterior = vae.encode(x)
         recon = vae.decode(posterior.sample())
         err = recon - x
-        return (err * err).mean() + err.abs().mean() + p.kl_weight * posterior.kl().mean()
+        return weighted_mean(err * err + err.abs(), weight) + p.kl_weight * posterior.kl().mean()
 
     result = stage.run(loss_fn)
     if "latent_std" not in stage.extra:
@@ -144,6 +160,19 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
     vae.config.scaling_factor = vae.scaling_factor
     stage.save()
     return vae, result
+
+
+def object_weights(params: list, cell: int, object_weight: float) -> np.ndarray:
+    """Loss weights 1 + object_weight * (object cover) from the clips' ground truth:
+    (N, T, H/cell, W/cell) float32."""
+    from jvideo.toyworld.render import object_mask
+    return 1.0 + object_weight * np.stack([object_mask(q, cell) for q in params])
+
+
+def weighted_mean(values, weight):
+    """Mean of `values` under `weight` (broadcast over channels), normalised by the weights so
+    the loss keeps its scale whatever the object's size."""
+    return (values * weight).mean() / weight.mean()
 
 
 def measure_latent_std(vae, preset: Preset, rng: np.random.Generator) -> float:
@@ -227,10 +256,13 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
     from jvideo.toyworld.captions import caption
     p = preset.dit
     data = encode_dataset(vae, preset, out)
+    cell = preset.size // preset.latent_size
+    # (N, 1, T, h, w): latent cells the object touches weigh more (see DiTPreset.object_weight).
+    data["weights"] = object_weights(data["params"], cell, p.object_weight)[:, None]
     dit = init_for_training(build_dit(preset))
     schedule = diffusion_schedule(preset)
     text = TextConditioner(preset.text_tokens)
-    stage = Stage("dit", out, dit, p.lr, p.steps, preset.checkpoint_every)
+    stage = Stage("dit", out, dit, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule)
     if resume:
         stage.resume()
 
@@ -247,7 +279,7 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask)
         target = schedule.velocity(x0, noise, t)
         err = pred[:, :, 1:] - target
-        return (err * err).mean()
+        return weighted_mean(err * err, jt.array(data["weights"][idx]))
 
     return stage.run(loss_fn)
 
