@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     acc.add_argument("--size", type=int, default=64)
     acc.add_argument("--json", help="also write the figures to this JSON file")
 
+    ref = sub.add_parser("reference", help="write a reference image (PNG) of a cast character, for film scripts")
+    ref.add_argument("name", help="a cast character: Mira, Tomo, Pip, Zara, Bo, Luna, Kit or Rex")
+    ref.add_argument("--out", required=True, help="output PNG")
+    ref.add_argument("--seed", type=int, default=0)
+    ref.add_argument("--size", type=int, default=128)
+
     det = sub.add_parser("detect", help="read a clip (MP4 or .npy frames) back into toy-world attributes")
     det.add_argument("clip", help="video file or .npy array (T, H, W, 3) uint8")
     det.add_argument("--size", type=int, default=64, help="decode videos at this square size")
@@ -53,7 +59,28 @@ def run(args: argparse.Namespace) -> int:
     if action is None:
         args._toyworld_parser.print_help()
         return 2
-    return {"library": _library, "sample": _sample, "detector-accuracy": _accuracy, "detect": _detect}[action](args)
+    return {"library": _library, "sample": _sample, "detector-accuracy": _accuracy, "detect": _detect,
+            "reference": _reference}[action](args)
+
+
+def _reference(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from jvideo.generation.state import atomic_write
+    from .toyworld.dataset import reference_frame
+    from .toyworld.world import character
+    try:
+        look = character(args.name).look
+    except KeyError as err:
+        raise JVideoError(str(err.args[0])) from None
+    if not 16 <= args.size <= 1024:
+        raise JVideoError("--size must be between 16 and 1024")
+    frame = reference_frame(np.random.default_rng(args.seed), look, args.size)
+    atomic_write(Path(args.out), lambda tmp: Image.fromarray(frame).save(tmp, format="PNG"))
+    print(f"wrote {args.out} ({args.name}: {look.size} {look.primary} {look.shape}, "
+          f"{look.secondary} {look.pattern})")
+    return 0
 
 
 def _library(args) -> int:
