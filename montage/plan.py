@@ -252,18 +252,28 @@ class PlannedUnit:
     # Retrieval result, kept so a re-plan skips retrieval for unchanged (or moved) sentences:
     # (shot id, relevance, cosine similarity), best first.
     candidates: list[tuple[int, float, float]] = field(default_factory=list)
+    # What the subtitles show for this unit: None means its text (a narrated montage); the
+    # film pipeline retrieves by what a shot shows but subtitles only dialogue ("" = none).
+    caption: str | None = None
+
+    @property
+    def subtitle(self) -> str:
+        if self.kind != "text":
+            return ""
+        return self.text if self.caption is None else self.caption
 
     def to_dict(self) -> dict:
         return {"index": self.index, "text": self.text, "kind": self.kind,
                 "start": round(self.start, 4), "end": round(self.end, 4), "key": self.key,
                 "note": self.note, "match": self.match, "candidates": [[i, round(r, 5), round(c, 5)] for i, r, c in self.candidates],
-                "shots": [s.to_dict() for s in self.shots]}
+                "caption": self.caption, "shots": [s.to_dict() for s in self.shots]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PlannedUnit":
         return cls(index=d["index"], text=d["text"], kind=d["kind"], start=d["start"], end=d["end"],
                    key=d["key"], note=d.get("note", ""), match=d.get("match", "good"),
                    candidates=[(int(c[0]), float(c[1]), float(c[-1])) for c in d.get("candidates", [])],
+                   caption=d.get("caption"),
                    shots=[PlannedShot.from_dict(s) for s in d["shots"]])
 
 

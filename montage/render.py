@@ -170,8 +170,7 @@ def segments_for(plan: Plan, cfg: RenderConfig) -> list[Segment]:
     """The plan's slots as segments; frame counts follow the plan's frame-aligned times. With
     crossfades every segment but the last carries the fade's frames as a tail."""
     fps = cfg.fps
-    slots: list[tuple[PlannedShot, str]] = [(s, u.text if u.kind == "text" else "")
-                                            for u in plan.units for s in u.shots]
+    slots: list[tuple[PlannedShot, str]] = [(s, u.subtitle) for u in plan.units for s in u.shots]
     fade = cfg.fade_frames()
     out = []
     ids: dict[str, str] = {}

@@ -61,9 +61,9 @@ def cues_from_plan(plan: Plan) -> list[Cue]:
     proportion to their length."""
     cues = []
     for u in plan.units:
-        if u.kind != "text":
+        if not u.subtitle:
             continue
-        pages = split_caption(u.text)
+        pages = split_caption(u.subtitle)
         total = sum(len(p) for p in pages) or 1
         t = u.start
         for p in pages:
