@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "jvideo.toyworld_cli",
     "jvideo.convert",
     "jvideo.generation_cli",
+    "film.film_cli",
     "studio.studio_cli",
 )
 
@@ -34,6 +35,7 @@ BENCH_TARGETS = {
     "model": "jvideo.bench",
     "montage": "montage.bench",
     "distributed": "jvideo.distributed_bench",
+    "film-threshold": "film.calibrate",
     "studio": "studio.bench",
 }
 
@@ -51,7 +53,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     # about the user's files or machine: its message, not a traceback.
     types: list[type[BaseException]] = [UsageError, OSError]
     for module_name, attr in (("jvideo.errors", "JVideoError"), ("montage.errors", "MontageError"),
-                              ("kernels.resources", "ResourceError")):
+                              ("kernels.resources", "ResourceError"), ("film.errors", "FilmError")):
         try:
             types.append(getattr(importlib.import_module(module_name), attr))
         except (ImportError, AttributeError):
