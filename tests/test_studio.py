@@ -393,6 +393,7 @@ def test_cli_bad_input_one_line(tmp_path, capsys):
 def test_browser_end_to_end(toy_library, tmp_path):
     """`jvideo studio` as a user starts it; Chromium types a script, sees the storyboard, pins a
     candidate, exports and downloads the film; a screenshot is kept."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -406,7 +407,8 @@ def test_browser_end_to_end(toy_library, tmp_path):
         assert line.startswith("studio: http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() else "")
         url = line.split()[1]
         browser = stack.enter_context(chromium())
-        wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+        # The storyboard is redrawn after every answer: an element found just before may go stale.
+        wait = WebDriverWait(browser, 60, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
         browser.get(url)
         box = wait.until(lambda b: b.find_element(By.ID, "script"))
         units = lambda b: b.find_elements(By.CSS_SELECTOR, "#storyboard .unit")  # noqa: E731
@@ -414,19 +416,22 @@ def test_browser_end_to_end(toy_library, tmp_path):
         wait.until(lambda b: len(units(b)) == 1)
         box.send_keys(" A purple star spins under the night sky.")
         wait.until(lambda b: len(units(b)) == 2 and "night sky." in units(b)[1].text)
-        star = units(browser)[1]
-        assert star.find_elements(By.CSS_SELECTOR, ".shots img")           # its chosen shot's thumbnail
-        cand = next(c for c in star.find_elements(By.CSS_SELECTOR, ".candidate")
-                    if "current" not in c.get_attribute("class"))
-        shot_id = cand.get_attribute("data-shot")
-        cand.find_element(By.CSS_SELECTOR, "button.pin").click()
+        assert units(browser)[1].find_elements(By.CSS_SELECTOR, ".shots img")   # chosen shot's thumbnail
+
+        def pin_another(b):
+            cand = next(c for c in units(b)[1].find_elements(By.CSS_SELECTOR, ".candidate")
+                        if "current" not in c.get_attribute("class"))
+            shot = cand.get_attribute("data-shot")
+            cand.find_element(By.CSS_SELECTOR, "button.pin").click()
+            return shot
+        shot_id = wait.until(pin_another)
         wait.until(lambda b: "pinned" in units(b)[1].get_attribute("class"))
-        pinned = units(browser)[1].find_element(By.CSS_SELECTOR, ".candidate.pinned")
-        assert pinned.get_attribute("data-shot") == shot_id
+        assert wait.until(lambda b: units(b)[1].find_element(
+            By.CSS_SELECTOR, ".candidate.pinned").get_attribute("data-shot")) == shot_id
         # User text is shown as text, never parsed as markup (innerHTML would show "<b>").
         box.send_keys(" A star says &lt;b&gt; hello.")
-        wait.until(lambda b: len(units(b)) == 3 and "hello." in units(b)[2].text)
-        assert "&lt;b&gt;" in units(browser)[2].text
+        assert "&lt;b&gt;" in wait.until(lambda b: len(units(b)) == 3 and "hello." in units(b)[2].text
+                                         and units(b)[2].text)
         browser.find_element(By.ID, "library-toggle").click()   # the library view searches
         browser.find_element(By.ID, "search").send_keys("a purple star")
         browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
@@ -434,7 +439,8 @@ def test_browser_end_to_end(toy_library, tmp_path):
         assert "purple star" in browser.find_element(By.CSS_SELECTOR, "#results .result").text
         browser.find_element(By.ID, "export").click()
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#exports a[data-format=srt]"))
-        mp4 = WebDriverWait(browser, 120, poll_frequency=0.2).until(
+        mp4 = WebDriverWait(browser, 120, poll_frequency=0.2,
+                            ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda b: b.find_elements(By.CSS_SELECTOR, "#exports a[data-format=mp4]"))[0].get_attribute("href")
         wait.until(lambda b: b.execute_script("return document.getElementById('player').readyState") >= 1)
         browser.save_screenshot(str(tmp_path / "studio.png"))
