@@ -124,7 +124,8 @@ class SidecarReader:
                             target = target if target.is_absolute() else folder / target
                             table[str(target.resolve())] = (row.get("caption", "").strip(),
                                                             split_tags(row.get("tags", "")))
-                except (OSError, csv.Error) as err:
+                except (OSError, csv.Error, ValueError, RuntimeError) as err:
+                    # ValueError: a NUL byte in a path cell; RuntimeError: a symlink loop
                     self.warnings.append(f"cannot read {path}: {err}")
             self._manifests[folder] = table
         return self._manifests[folder]
@@ -159,8 +160,8 @@ class SidecarReader:
                 if str(data.get("caption") or "").strip():
                     out.caption, out.caption_from = str(data["caption"]).strip(), "json"
                 out.tags = split_tags(data.get("tags", []))
-            except (OSError, ValueError) as err:
-                out.warnings.append(f"ignoring {js.name}: {err}")
+            except (OSError, ValueError, RecursionError) as err:   # RecursionError: '[[[[...'
+                out.warnings.append(f"ignoring {js.name}: {type(err).__name__ if isinstance(err, RecursionError) else err}")
         txt = self._sidecar(video, ".txt")
         if not out.caption and txt is not None:
             try:
