@@ -238,6 +238,28 @@ def test_index_odd_file_names(tmp_path, media):
     assert_clean("index:names")
 
 
+SIDECARS: dict[str, bytes] = {
+    "json_deep": b"[" * 100000, "json_binary": bytes(range(256)), "json_list": b"[]", "json_string": b'"x"',
+    "json_wrong_types": b'{"caption": 5, "tags": {"a": 1}}', "json_huge_caption": b'{"caption": "' + b"w " * 500000 + b'"}',
+    "txt_binary": bytes(range(256)) * 4, "txt_1mb": b"waves " * 200000, "txt_latin1": "caf\u00e9 plage".encode("latin-1"),
+    "srt_malformed": b"1\n00:00:99,000 --> banana\nhello\n\n-5\n\n", "srt_binary": os.urandom(2000),
+    "csv_malformed": b'path,caption,tags\n"unterminated,\x00,\n,,,,,\n', "csv_html": b"path,caption\nclip.mp4,<script>x</script>\n",
+}
+
+
+def test_index_bad_sidecars(tmp_path, media):
+    """Caption sidecars that are broken, binary, huge or nested: the video still indexes."""
+    for name, data in SIDECARS.items():
+        work = tmp_path / name
+        (work / "footage").mkdir(parents=True)
+        shutil.copy(media["ok_good"], work / "footage" / "clip.mp4")
+        kind = name.split("_", 1)[0]
+        target = work / "footage" / ("library.csv" if kind == "csv" else f"clip.{kind}")
+        target.write_bytes(data)
+        case("index:sidecars", ["index", work / "footage", "--library", work / "lib", "-q"], "ok", work, timeout=120)
+    assert_clean("index:sidecars")
+
+
 def test_index_bad_folders_and_libraries(tmp_path, media, library):
     work = tmp_path
     (work / "empty").mkdir()
@@ -498,7 +520,8 @@ def test_corrupt_checkpoints(tmp_path):
         if key == "size" and value == 100000:
             assert "needs about" in out.stderr, out.stderr
     for i, (part, data) in enumerate([("preset.json", b""), ("preset.json", b"\xff\xfe\x00"), ("preset.json", b"[1,2]"),
-                                      ("preset.json", b"{" * 100000), ("vae/config.json", b"null"),
+                                      ("preset.json", b"{" * 100000), ("preset.json", b"[" * 100000),
+                                      ("vae/config.json", b"null"), ("vae/config.json", b"[" * 100000),
                                       ("dit/config.json", b'{"num_layers": -1}'),
                                       ("vae/diffusion_pytorch_model.safetensors", b""),
                                       ("dit/diffusion_pytorch_model.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{}")]):
@@ -538,6 +561,30 @@ def test_bad_identity_and_detect_inputs(tmp_path, media):
     case("detect", ["toyworld", "detect", media["ok_good"]], "ok")
     assert_clean("identity")
     assert_clean("detect")
+
+
+def test_studio_bad_arguments_and_projects(tmp_path, library):
+    """Everything the studio refuses is refused before it serves (else the case would hang)."""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    (tmp_path / "file").write_text("x")
+    projects = {"empty.json": b"", "binary.json": bytes(range(256)), "list.json": b"[]",
+                "wrong_version.json": b'{"version": 999}', "latin1.json": "{\"script\": \"caf\u00e9\"}".encode("latin-1"),
+                "script_not_text.json": b'{"version": 1, "script": 5}', "deep.json": b"[" * 100000}
+    for name, data in projects.items():
+        (tmp_path / name).write_bytes(data)
+    cases = [["--port", "-1"], ["--port", "65536"], ["--port=abc"], ["--port", str(busy.getsockname()[1])],
+             ["--library", tmp_path / "missing"], ["--library", tmp_path / "file"], ["--size", "0x0"],
+             ["--size", "axb"], ["--size", "100000x100000"], ["--host", "no such host.invalid"],
+             *[["--project", tmp_path / name] for name in projects], ["--project", tmp_path / "missing" / "p.json"]]
+    try:
+        for extra in cases:
+            case("studio", ["studio", "--library", library, "--port", "0", *extra], "error", tmp_path, timeout=20)
+    finally:
+        busy.close()
+    assert_clean("studio")
 
 
 # -- resource limits -----------------------------------------------------------------------------
