@@ -85,14 +85,17 @@ def report_html(out: Path, script: Script, plan: Plan, prov: list, warnings: lis
     for p, pu in zip(prov, plan.units):
         cells = []
         for s in pu.shots:
-            uri = _thumb_uri(thumbs.get(s.shot_id)) if s.kind == "shot" else ""
-            costs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(s.costs.items()))
-            img = f'<img src="{uri}" alt="">' if uri else f'<div class="card">{e(s.title or "title card")}</div>'
+            hold = f" · hold {s.hold:.1f} s" if s.hold > 0.01 else ""
+            if s.kind == "shot":
+                uri = _thumb_uri(thumbs.get(s.shot_id))
+                img = f'<img src="{uri}" alt="">' if uri else '<div class="card">no thumbnail</div>'
+                costs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(s.costs.items()))
+                detail = f"score {s.score:.2f} · sim {s.similarity:.2f}<br><small>{e(costs)}</small>"
+            else:
+                img, detail = f'<div class="card">{e(s.title or "title card")}</div>', ""
             src = Path(s.source).name if s.source else ""
-            cells.append(f'<figure>{img}<figcaption>{e(src)}<br>{s.start:.1f}-{s.end:.1f} s'
-                         f'{" · hold %.1f s" % s.hold if s.hold > 0.01 else ""}<br>'
-                         f'score {s.score:.2f} · sim {s.similarity:.2f}<br><small>{e(costs)}</small>'
-                         f'</figcaption></figure>')
+            cells.append(f"<figure>{img}<figcaption>{e(src)}<br>{s.start:.1f}-{s.end:.1f} s{hold}<br>"
+                         f"{detail}</figcaption></figure>")
         colour = SOURCE_COLOURS.get(p.source, "#333")
         extra = []
         if p.speaker:
