@@ -156,9 +156,17 @@ def _follow(proc: subprocess.Popen, st: JobState) -> tuple[str, str, int]:
     return b"".join(out_chunks).decode("utf-8", "replace"), last_error, rc
 
 
+def _has_module(name: str) -> bool:
+    """True when `name` can be imported (find_spec raises when a parent package is missing)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
 def film_available() -> bool:
     """True once the film pipeline (`film/`, generation of missing shots) is installed."""
-    return importlib.util.find_spec("film") is not None
+    return _has_module("film.pipeline")
 
 
 class Studio:
@@ -488,7 +496,7 @@ class Studio:
         todo = [t for t in self.session.generate if t not in self.session.generated and t in self._visual]
         if not todo:
             return
-        if importlib.util.find_spec("film.pipeline") is None:
+        if not _has_module("film.pipeline"):
             self.generate_state = JobState(state="error", message="the film pipeline is not installed: "
                                            "the request is kept in the project for `jvideo film`")
             return

@@ -343,6 +343,22 @@ def test_generate_a_shot_instead(toy_library, tmp_path):
         s.close()
 
 
+def test_without_the_film_pipeline_requests_are_recorded(client, monkeypatch, tmp_path):
+    """With film/ not installed (import blocked), Fountain falls back to plain text and 'generate'
+    is recorded in the project with a message instead of failing."""
+    for name in [m for m in sys.modules if m == "film" or m.startswith("film.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "film", None)
+    sb = post(client, "/api/script", {"script": "EXT. SEA - DAY\n\nMira grows above the waves.\n"})
+    assert {u["kind"] for u in sb["units"]} == {"text"} and not sb["film_available"]  # no scene title
+    last = len(sb["units"]) - 1
+    sb = post(client, "/api/generate", {"unit": last, "text": sb["units"][last]["text"]})
+    assert sb["units"][last]["generate"] and not sb["units"][last]["generated"]
+    st = client.get("/api/status").get_json()["generate"]
+    assert st["state"] == "error" and "not installed" in st["message"]
+    assert json.loads((tmp_path / "story.json").read_text())["generate"] == ["Mira grows above the waves."]
+
+
 def test_index_a_new_folder_with_progress(tmp_path):
     footage = tmp_path / "new footage"
     assert cli.main(["toyworld", "library", str(footage), "--clips", "2", "--seed", "4", "--size", "64",
