@@ -12,3 +12,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from kernels import runtime  # noqa: E402
 
 runtime.configure()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The bad-input suite's tally (tests/test_reliability*.py), when it ran."""
+    rel = sys.modules.get("test_reliability")
+    if rel is not None and rel.COUNTS:
+        terminalreporter.write_line(rel.summary())
