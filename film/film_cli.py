@@ -6,15 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+from montage.montage_cli import size_arg
+
 from .pipeline import GENERATE_BELOW, FilmRequest, make_film
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 854x480, not {text!r}") from None
-    return w, h
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=GENERATE_BELOW,
                    help=f"generate when the best library match's relevance is below this (default {GENERATE_BELOW})")
     p.add_argument("--aspect", choices=["16:9", "9:16", "1:1"], default="16:9")
-    p.add_argument("--size", type=_size, default=None, help="film size WxH, overrides --aspect's")
+    p.add_argument("--size", type=size_arg, default=None, help="film size WxH, overrides --aspect's")
     p.add_argument("--pace", choices=["slow", "normal", "fast"], default="normal")
     p.add_argument("--transition", choices=["cut", "crossfade"], default="cut")
     p.add_argument("--narrate", action="store_true",

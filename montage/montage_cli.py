@@ -176,7 +176,8 @@ def make_montage(req: MontageRequest) -> MontageResult:
 
 
 # -- CLI -------------------------------------------------------------------------------------
-def _size(text: str) -> tuple[int, int]:
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse type of --size (film, montage and studio): 'WxH' -> (W, H)."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -196,7 +197,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="film to write (.mp4)")
     p.add_argument("--aspect", choices=["16:9", "9:16", "1:1"], default="16:9",
                    help="854x480, 480x854 or 480x480 (default 16:9)")
-    p.add_argument("--size", type=_size, default=None, help="film size WxH, overrides --aspect's")
+    p.add_argument("--size", type=size_arg, default=None, help="film size WxH, overrides --aspect's")
     p.add_argument("--pace", choices=["slow", "normal", "fast"], default="normal",
                    help="shot length idiom (about 6, 4 or 2.2 s per shot)")
     p.add_argument("--movement", choices=["less", "more"], default=None,

@@ -7,14 +7,7 @@ import sys
 from pathlib import Path
 
 from montage.errors import MontageError
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 854x480, not {text!r}") from None
-    return w, h
+from montage.montage_cli import size_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    p.add_argument("--size", type=_size, default=None, help="film size WxH (default: the aspect's)")
+    p.add_argument("--size", type=size_arg, default=None, help="film size WxH (default: the aspect's)")
     p.set_defaults(func=run)
 
 
