@@ -134,7 +134,7 @@ def _read_clip(path: Path, size: int):
         raise JVideoError(f"no such file: {path}")
     if path.suffix == ".npy":
         try:
-            frames = np.load(path)
+            frames = np.load(path, allow_pickle=False)   # a user file: never unpickle
         except (ValueError, OSError) as err:
             raise JVideoError(f"cannot read {path}: {err}") from None
         return frames
