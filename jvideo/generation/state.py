@@ -98,19 +98,28 @@ def load_moments(path: Path) -> dict[str, np.ndarray]:
 @contextlib.contextmanager
 def folder_lock(folder: Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on `folder` (flock on FOLDER/.lock) for one writer at a time.
-    The kernel drops a flock when its process dies, so a killed run never leaves it stale."""
+    The kernel drops a flock when its process dies, so a killed run never leaves it stale;
+    the file is removed on release, so a finished checkpoint folder holds no extra file."""
     import fcntl
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    path = folder / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # A holder may have just released and removed the file we opened: then the
+            # lock we got is on a dead inode, and the folder's lock is the new file's.
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
             pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
             raise JVideoError(f"{folder} is in use by another {what} (pid {pid}); wait for it or pick another folder") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        yield
+        try:
+            yield
+        finally:
+            os.unlink(path)              # still holding the lock: no one else owns this file
     finally:
         os.close(fd)
 
