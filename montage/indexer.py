@@ -201,6 +201,7 @@ def index_folder(folder: str | Path, library: str | Path, cfg: IndexConfig | Non
     report = IndexReport()
     try:
         with lib.lock():
+            _sweep_temporaries(lib)
             try:
                 _run(lib, root, files, cfg, report, progress, warn)
             finally:
@@ -212,6 +213,14 @@ def index_folder(folder: str | Path, library: str | Path, cfg: IndexConfig | Non
         lib.close()
         report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _sweep_temporaries(lib: Library) -> None:
+    """Remove what a killed indexer left half-written (thumbnail and faiss temporaries).
+    Called with the writer lock held, so no live process owns them."""
+    for folder, pattern in ((lib.thumbs_dir, ".*.tmp.jpg"), (lib.folder, ".shots.*.faiss.tmp")):
+        for p in folder.glob(pattern) if folder.is_dir() else []:
+            p.unlink(missing_ok=True)
 
 
 def _run(lib: Library, root: Path, files: list[Path], cfg: IndexConfig, report: IndexReport,
