@@ -437,48 +437,11 @@ def register_generated(cache: Path, shots: list, embedder) -> int:
     return len(new)
 
 
-# -- the whole pipeline -----------------------------------------------------------------------
-def make_film(req: FilmRequest) -> FilmResult:
-    from montage.embedding import TextEmbedder
-    from montage.plan import PlanConfig, plan
-    from montage.render import RenderConfig, render_film
+def units_to_generate(prov: list[Provenance], first, pool: ShotPool, req: FilmRequest) -> list[Provenance]:
+    """The units the library lacks, each with the reason (also kept for the others).
 
-    stages = _Stages()
-    out = Path(req.out).expanduser().absolute()
-    _check_output(out)
-    work = out.with_name(out.stem + CACHE_SUFFIX)
-    shot_cache = Path(req.shot_cache) if req.shot_cache else _default_cache()
-    try:
-        (work / "segments").mkdir(parents=True, exist_ok=True)
-        shot_cache.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise FilmError(f"cannot write {err.filename}: {err.strerror}") from None
-
-    with stages("script"):
-        script = read_script(req.script)
-        warnings = list(script.warnings)
-        rcfg = RenderConfig.for_aspect(req.aspect, fps=req.fps, transition=req.transition,
-                                       subtitles=req.subtitles, workers=req.workers, progress=req.progress)
-        if req.size:
-            rcfg.width, rcfg.height = req.size
-            rcfg.__post_init__()
-        pcfg = PlanConfig(pace=req.pace, fps=req.fps, fallback="title")
-    units = montage_units(script)
-    prov = [Provenance(unit=i, kind=su.kind, text=su.text, visual=su.visual, speaker=su.speaker,
-                       characters=list(su.characters), source="title" if su.kind == "title" else "retrieved")
-            for i, su in enumerate(script.units)]
-
-    with stages("timing"):
-        spoken = time_units(script, units, req, work)
-
-    with stages("retrieve"):
-        pool = library_pool(req.library)
-        embedder = TextEmbedder(cache_dir=work)
-        unit_vecs = embedder.embed([u.text for u in units])
-        first = plan(units, combined_table(pool, {}, {}), unit_vecs, pcfg)
-
-    # Which units the library lacks.
-    todo: list[Provenance] = []
+    first: the plan against the library alone (its candidates per unit)."""
+    todo = []
     for p, pu in zip(prov, first.units):
         if p.kind == "title":
             continue
@@ -494,7 +457,57 @@ def make_film(req: FilmRequest) -> FilmResult:
             p.reason = f"library match {best:.2f}"
             continue
         todo.append(p)
+    return todo
 
+
+def render_config(req: FilmRequest):
+    from montage.render import RenderConfig
+    rcfg = RenderConfig.for_aspect(req.aspect, fps=req.fps, transition=req.transition,
+                                   subtitles=req.subtitles, workers=req.workers, progress=req.progress)
+    if req.size:
+        rcfg.width, rcfg.height = req.size
+        rcfg.__post_init__()
+    return rcfg
+
+
+# -- the whole pipeline -----------------------------------------------------------------------
+def make_film(req: FilmRequest) -> FilmResult:
+    """Run every stage (module docstring); FilmError / MontageError are one-line user errors."""
+    from montage.embedding import TextEmbedder
+    from montage.plan import PlanConfig, plan
+    from montage.render import render_film
+
+    stages = _Stages()
+    out = Path(req.out).expanduser().absolute()
+    _check_output(out)
+    work = out.with_name(out.stem + CACHE_SUFFIX)
+    shot_cache = Path(req.shot_cache) if req.shot_cache else _default_cache()
+    try:
+        (work / "segments").mkdir(parents=True, exist_ok=True)
+        shot_cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FilmError(f"cannot write {err.filename}: {err.strerror}") from None
+
+    with stages("script"):
+        script = read_script(req.script)
+        warnings = list(script.warnings)
+        rcfg = render_config(req)
+        pcfg = PlanConfig(pace=req.pace, fps=req.fps, fallback="title")
+    units = montage_units(script)
+    prov = [Provenance(unit=i, kind=su.kind, text=su.text, visual=su.visual, speaker=su.speaker,
+                       characters=list(su.characters), source="title" if su.kind == "title" else "retrieved")
+            for i, su in enumerate(script.units)]
+
+    with stages("timing"):
+        spoken = time_units(script, units, req, work)
+
+    with stages("retrieve"):
+        pool = library_pool(req.library)
+        embedder = TextEmbedder(cache_dir=work)
+        unit_vecs = embedder.embed([u.text for u in units])
+        first = plan(units, combined_table(pool, {}, {}), unit_vecs, pcfg)
+
+    todo = units_to_generate(prov, first, pool, req)
     generator = LazyGenerator(req.checkpoint) if req.generate != "never" else None
     generated: dict[int, object] = {}
     cached = 0
