@@ -121,6 +121,10 @@ def test_interrupted_index_resumes(tmp_path, footage, sig):
     done = _library_consistent(lib)
     if sig != signal.SIGKILL:
         assert not temp_leftovers(lib), temp_leftovers(lib)
+    else:   # what a kill -9 at a worse moment leaves: the next run must sweep it
+        (lib / "thumbs").mkdir(exist_ok=True)
+        (lib / "thumbs" / ".clip_00-3.tmp.jpg").write_bytes(b"\xff\xd8 half a jpeg")
+        (lib / ".shots.k2j4h5g6.faiss.tmp").write_bytes(b"half an index")
     out = check(run_cli(["index", footage, "--library", lib, "-q"]), "ok", lib)
     assert not out.problems, out.problems
     assert _library_consistent(lib) >= done and _done(lib) == 10
@@ -152,10 +156,11 @@ def test_interrupted_training_resumes(tmp_path):
         assert wait_for(lambda: (out / "state" / "vae.json").exists(), proc, 300), f"seed {SEED}: no checkpoint in time"
         second = check(run_cli(["train", "--preset", "test", "--out", out]), "error")
         assert not second.problems and "in use by another training run" in second.stderr, second.stderr
-        time.sleep(RNG.uniform(0.0, 2.0))
+        time.sleep(RNG.uniform(0.0, 0.5))       # the DiT stage (encode + 3 steps) is still ahead
     finally:
         rc, err = interrupt(proc, signal.SIGINT)
     assert_stopped_cleanly(rc, err, signal.SIGINT)
+    assert rc == 130, f"seed {SEED}: the run ended before Ctrl-C reached it"
     _checkpoint_readable(out)
     assert not _no_temporaries(out), _no_temporaries(out)
 
@@ -167,6 +172,8 @@ def test_interrupted_training_resumes(tmp_path):
     assert_stopped_cleanly(rc, err, signal.SIGKILL)
     _checkpoint_readable(out)
 
+    # What a kill -9 inside a write leaves (atomic_write's temporary beside its target):
+    (out / "vae" / ".diffusion_pytorch_model.safetensors.k2j4h5g6").write_bytes(b"half a file")
     resumed = subprocess.run([sys.executable, "-m", "cli", "train", "--preset", "test", "--out", str(out),
                               "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -175,7 +182,7 @@ def test_interrupted_training_resumes(tmp_path):
     for stage in ("vae", "dit"):
         state = json.loads((out / "state" / f"{stage}.json").read_text())
         assert state["done"] and state["step"] == 3
-    assert not _no_temporaries(out), "temporary files left after the resumed run"
+    assert not list(out.rglob(".*")), "temporary or lock files left after the resumed run"
 
 
 # -- montage render ------------------------------------------------------------------------------
@@ -211,6 +218,12 @@ def test_interrupted_render_leaves_no_partial_film(tmp_path, small_library, sig)
         probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
                                 str(seg)], capture_output=True, text=True)
         assert probe.returncode == 0 and float(probe.stdout) > 0, seg
+    if sig == signal.SIGKILL:   # what a kill -9 inside ffmpeg's write leaves, by a dead pid
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        (tmp_path / f".film.mp4.{dead.pid}.tmp.mp4").write_bytes(b"half a film")
+        segments.mkdir(parents=True, exist_ok=True)
+        (segments / f".seg-0123456789abcdef0123.{dead.pid}.140.tmp.mp4").write_bytes(b"half a segment")
     again = check(run_cli(argv), "ok", tmp_path)
     assert not again.problems, again.problems
     assert "reused from the cache" in again.stdout
