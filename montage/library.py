@@ -383,6 +383,9 @@ class Library:
         """The k shots whose text is nearest in meaning to `query`, with cosine scores."""
         if not query.strip():
             raise MontageError("empty search text")
+        # Never more than the library holds: faiss allocates (1, k) results up front, so
+        # `-k 1000000000` took minutes and 1e20 crashed numpy.
+        k = min(int(k), len(self))
         scores, ids = self.search_vectors(self.embedder.embed([query]), k)
         return [(self.get(int(i)), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
 

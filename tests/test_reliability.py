@@ -312,6 +312,15 @@ def test_search_any_text(library, query):
     assert_clean("search")
 
 
+def test_search_huge_k(library):
+    """-k beyond the library's size lists every shot, at once (faiss sized its result to k)."""
+    for k in ("1000000000", "100000000000000000000", str(2**63)):
+        out = case("search", ["search", "clock", "--library", library, "-k", k, "--json"], "ok", timeout=30)
+        if not out.problems:
+            assert len(out.stdout.splitlines()) == 4          # the fixture library's 4 clips
+    assert_clean("search")
+
+
 # -- scripts: empty, binary, huge, other languages, HTML, ffmpeg filter syntax --------------------
 FIXED_SCRIPTS: dict[str, tuple[bytes, str]] = {
     "empty": (b"", "error"),
