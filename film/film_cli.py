@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
           f"({res.reused_generated} from the shot cache), {counts['title']} title cards, "
           f"{counts['missing']} without footage")
     for p in res.provenance:
-        if p.source == "missing":
-            print(f"  unit {p.unit + 1} lacks footage: {p.text[:60]!r} ({p.reason})")
+        if p.source == "missing" or "not generated" in p.reason:
+            print(f"  unit {p.unit + 1} lacked footage: {p.text[:60]!r} ({p.reason})")
     print("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.seconds.items()))
     print("also: " + ", ".join(str(res.outputs[k]) for k in ("srt", "plan", "storyboard", "report", "otio", "edl")))
     return 0

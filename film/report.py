@@ -31,7 +31,10 @@ def write_outputs(out: Path, script: Script, plan: Plan, prov: list, warnings: l
     outputs = {"film": out, "srt": Path(f"{stem}.srt"), "plan": Path(f"{stem}.plan.json"),
                "otio": Path(f"{stem}.otio"), "edl": Path(f"{stem}.edl"),
                "storyboard": Path(f"{stem}.storyboard.png"), "report": Path(f"{stem}.report.html")}
-    write_srt(cues_from_plan(plan), outputs["srt"])
+    cues = cues_from_plan(plan)
+    write_srt(cues, outputs["srt"])
+    if cues:
+        add_subtitle_track(out, outputs["srt"])
     fade = rcfg.crossfade if rcfg.transition == "crossfade" else 0.0
     write_otio(plan, outputs["otio"], crossfade=fade)
     write_edl(plan, outputs["edl"], crossfade=fade)
@@ -41,6 +44,23 @@ def write_outputs(out: Path, script: Script, plan: Plan, prov: list, warnings: l
     write_text_atomic(outputs["report"], report_html(out, script, plan, prov, warnings, generator, seconds,
                                                      outputs, thumbs))
     return outputs
+
+
+def add_subtitle_track(film: Path, srt: Path) -> None:
+    """Put the SRT into the MP4 as a soft subtitle track (mov_text), beside the burned-in
+    captions: players can switch it and editors import it. Stream copy, atomic replace."""
+    import os
+
+    from montage.render import file_arg, run_ffmpeg
+    tmp = film.with_name(f".{film.name}.{os.getpid()}.subs.mp4")
+    try:
+        run_ffmpeg(["-i", file_arg(film), "-i", file_arg(srt), "-map", "0", "-map", "1", "-c", "copy",
+                    "-c:s", "mov_text", "-metadata:s:s:0", "language=eng", "-movflags", "+faststart",
+                    "-f", "mp4", file_arg(tmp)], f"adding subtitles to {film.name}")
+        os.replace(tmp, film)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def film_json(script: Script, plan: Plan, prov: list, warnings: list[str], req, generator,

@@ -165,12 +165,15 @@ def narrated_film(toy_library, tmp_path_factory):
 def test_film_streams_duration_and_subtitles(narrated_film):
     info = ffprobe(narrated_film)
     kinds = sorted(s["codec_type"] for s in info["streams"])
-    assert kinds == ["audio", "video"]
+    assert kinds == ["audio", "subtitle", "video"]        # the dialogue as a soft track too
     plan = json.loads(narrated_film.with_suffix(".plan.json").read_text())
     assert abs(float(info["format"]["duration"]) - plan["film"]["duration"]) < 0.2
     srt = narrated_film.with_suffix(".srt").read_text()
     assert "Tomo: You fly like a <b>bird</b> & more!" in srt and "Mira: Good night, Tomo." in srt
     assert "Mira jumps on the sand" not in srt        # action is picture, not subtitles
+    track = subprocess.run(["ffmpeg", "-v", "error", "-i", str(narrated_film), "-map", "0:s", "-f", "srt", "-"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "Mira: Good night, Tomo." in track
 
 
 def test_film_provenance(narrated_film):
@@ -243,7 +246,7 @@ def test_film_without_a_generator_uses_the_library_and_says_so(toy_library, tmp_
     code, out, err = run_cli(["film", str(script), "--library", str(toy_library), "--out", str(tmp_path / "f.mp4"),
                               "--checkpoint", str(tmp_path / "no-such-checkpoint"), *SIZE], capsys)
     assert code == 0, err
-    assert "0 generated" in out
+    assert "0 generated" in out and "lacked footage" in out
     assert "warning: no generator" in err and "checkpoint folder not found" in err
     units = json.loads((tmp_path / "f.plan.json").read_text())["film"]["units"]
     assert all("not generated" in u["reason"] for u in units if u["source"] == "retrieved"
