@@ -144,7 +144,12 @@ def test_two_rank_batch_generation_is_byte_identical(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red ball jumps in the desert\n\n# not a prompt\n"
                        "a blue cube moves left in the forest\na green star spins on the beach\n")
-    common = ["generate", "--prompts", str(prompts), "--frames", "4", "--steps", "2", "--seed", "7"]
+    from PIL import Image, ImageDraw
+    ref = Image.new("RGB", (64, 64), (40, 120, 40))
+    ImageDraw.Draw(ref).ellipse((20, 20, 44, 44), fill=(200, 30, 30))
+    ref.save(tmp_path / "ref.png")
+    common = ["generate", "--prompts", str(prompts), "--frames", "4", "--steps", "2", "--seed", "7",
+              "--identity", str(tmp_path / "ref.png")]
     one, two = tmp_path / "one", tmp_path / "two"
     run([sys.executable, "-m", "cli", *common, "--out-dir", str(one)])
     proc = run(mpirun(2, sys.executable, "-m", "cli", *common, "--out-dir", str(two)))
