@@ -165,6 +165,49 @@ def test_two_rank_batch_generation_is_byte_identical(tmp_path):
     assert [(s["line"], s["seed"]) for s in shots] == [(1, 7), (4, 10), (5, 11)]
 
 
+COLLECTIVES = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from jvideo import distributed as dist
+    from jvideo.errors import JVideoError
+    w = dist.world()
+    special = np.array([np.nan, -0.0, np.inf, -np.inf, 1e-45, 3.0], np.float32)
+    mine = [special * (w.rank + 1), np.arange(w.rank * 3, dtype=np.int64).reshape(-1, 1),
+            np.zeros((0, 4), np.uint8) if w.rank else np.ones((2, 4), np.uint8), np.array([w.rank == 0])]
+    got = [dist.all_gather(a) for a in mine]
+    report = {"gather": [[[r.dtype.str, list(r.shape), r.tobytes().hex()] for r in g] for g in got],
+              "bcast": dist.broadcast_array(special if w.rank == 0 else None).tobytes().hex(),
+              "json": dist.broadcast_json({"rank": w.rank}), "mean": dist.all_mean(float(w.rank)),
+              "bytes": [b.hex() for b in dist.all_gather_bytes(bytes(range(w.rank * 5)))]}
+    try:
+        dist.fail_together("bad input here" if w.rank == 1 else None)
+    except JVideoError as err:
+        report["error"] = str(err)
+    print("REPORT" + json.dumps(report), flush=True)
+''')
+
+
+@needs_mpirun
+def test_collectives_are_exact_on_two_ranks(tmp_path):
+    import numpy as np
+    script = tmp_path / "collectives.py"
+    script.write_text(COLLECTIVES)
+    proc = run(mpirun(2, sys.executable, str(script), str(ROOT)))
+    reports = [json.loads(line[len("REPORT"):]) for line in proc.stdout.splitlines() if line.startswith("REPORT")]
+    assert len(reports) == 2 and reports[0] == reports[1]   # every rank has the same, in rank order
+    r = reports[0]
+    special = np.array([np.nan, -0.0, np.inf, -np.inf, 1e-45, 3.0], np.float32)
+    want = [[special, special * 2], [np.zeros((0, 1), np.int64), np.arange(3, dtype=np.int64).reshape(-1, 1)],
+            [np.ones((2, 4), np.uint8), np.zeros((0, 4), np.uint8)], [np.array([True]), np.array([False])]]
+    for got, expected in zip(r["gather"], want):
+        assert got == [[e.dtype.str, list(e.shape), e.tobytes().hex()] for e in expected]   # bit for bit
+    assert r["bcast"] == special.tobytes().hex()
+    assert r["json"] == {"rank": 0} and r["mean"] == 0.5
+    assert r["bytes"] == ["", bytes(range(5)).hex()]
+    assert r["error"] == "rank 1: bad input here"
+
+
 def test_shard_blocks_cover_the_items_in_order():
     for n in range(0, 9):
         for size in (1, 2, 3, 4):
