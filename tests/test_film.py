@@ -270,3 +270,27 @@ def test_bad_film_input_is_one_line(case, toy_library, tmp_path, capsys):
                 "bad_reference": "reference image of Mira does not load",
                 "not_mp4": "must end in .mp4", "no_source": "nothing to make the film from"}[case]
     assert expected in err
+
+
+@pytest.mark.skipif(__import__("shutil").which("mpirun") is None, reason="needs Open MPI's mpirun")
+def test_film_under_mpirun_equals_one_process(tmp_path):
+    """Two ranks share the shots to generate and rank 0 assembles: the same shots, byte for
+    byte, and the same film as one process."""
+    import os
+    import sys
+    script = tmp_path / "s.fountain"
+    script.write_text(f"[[cast Mira: {REFS}/mira.png]]\n\nEXT. SEA - DAY\n\nMira jumps over the waves.\n\n"
+                      "MIRA\nHello there.\n\nA red square rises.\n")
+    common = ["film", str(script), "--generate", "always", *SIZE, *FAST]
+    jvideo = [sys.executable, "-m", "cli"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", *jvideo, *common,
+                    "--out", str(tmp_path / "two.mp4"), "--shot-cache", str(tmp_path / "two")],
+                   check=True, capture_output=True, env=env, timeout=600)
+    subprocess.run([*jvideo, *common, "--out", str(tmp_path / "one.mp4"), "--shot-cache", str(tmp_path / "one")],
+                   check=True, capture_output=True, env=env, timeout=600)
+    shots = sorted(p.name for p in (tmp_path / "one" / "videos").glob("*.npy"))
+    assert len(shots) == 3 and shots == sorted(p.name for p in (tmp_path / "two" / "videos").glob("*.npy"))
+    for name in shots:
+        assert (tmp_path / "one" / "videos" / name).read_bytes() == (tmp_path / "two" / "videos" / name).read_bytes()
+    assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "two.mp4").read_bytes()
