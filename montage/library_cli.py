@@ -49,14 +49,19 @@ def run_index(args: argparse.Namespace) -> int:
     if args.width < 32:
         raise MontageError(f"--width must be at least 32, got {args.width}")
     # `kill` (SIGTERM) stops like Ctrl-C: the file in progress is dropped, the rest is saved.
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     cfg = IndexConfig(sample_fps=args.fps, width=args.width)
     # One file named on the command line is the whole job: if it cannot be indexed that is
     # an error (one line, exit 2), not a warning plus a listing as for a folder.
     single = os.path.isfile(args.folder)
     held: list[str] = []
-    report = index_folder(args.folder, args.library, cfg, progress=not args.quiet,
-                          **({"warn": held.append} if single else {}))
+    try:
+        report = index_folder(args.folder, args.library, cfg, progress=not args.quiet,
+                              **({"warn": held.append} if single else {}))
+    finally:
+        # In-process callers (tests, a long-lived app) keep their own handler; processes
+        # forked later (Jittor's compile pool) must not inherit this one.
+        signal.signal(signal.SIGTERM, previous)
     if single:
         for path, reason in report.failed + report.still_failed:
             raise MontageError(f"cannot index {path}: {reason}")
