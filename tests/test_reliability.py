@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+
+import cli
 from hypothesis import strategies as st
 
 from _badinputs import ODD_NAMES, build_media, check, run_cli, temp_leftovers
@@ -156,7 +158,8 @@ def test_bad_option_values(ctx):
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems[:30])
 
 
-COMMANDS = ["doctor", "index", "search", "montage", "toyworld", "convert", "train", "generate", "eval", "bench"]
+COMMANDS = ["doctor", "index", "search", "montage", "toyworld", "convert", "train", "generate", "eval", "bench",
+            "film", "studio"]
 
 
 def test_unknown_flags_and_missing_arguments(ctx):
@@ -175,7 +178,7 @@ def test_unknown_flags_and_missing_arguments(ctx):
                  ["toyworld", "library", ctx["tw_out"], "--clips", "1", "--seconds", "5", "1"],
                  ["toyworld", "library", ctx["tw_out"], "--clips", "1", "--seconds", "-1", "2"],
                  ["toyworld", "detector-accuracy", "--n", "2", "--noise", "1", "2", "--blur", "1"],
-                 ["bench", "kernels", "--zzbogus"], ["bench", "montage", "--zzbogus"], ["bench", "model", "--zzbogus"]):
+                 *[["bench", target, "--zzbogus"] for target in sorted(cli._available_bench_targets())]):
         case("flags", argv, "error", ctx["tmp"], outputs=(ctx["out"], ctx["tw_out"]))
     assert_clean("flags")
 
