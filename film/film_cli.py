@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
                       subtitles=not args.no_burn, threshold=args.threshold, seed=args.seed,
                       steps=args.steps, cfg=args.cfg, workers=args.workers, progress=sys.stderr.isatty())
     res = make_film(req)
+    if res is None:                      # an MPI rank other than 0: it helped generate
+        return 0
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if "report" not in res.outputs:      # an MPI rank other than 0: rank 0 writes and reports
-        return 0
     counts = {k: sum(p.source == k for p in res.provenance) for k in ("retrieved", "generated", "title", "missing")}
     print(f"film: {res.outputs['film']}  {res.duration:.1f} s, {len(res.provenance)} units: "
           f"{counts['retrieved']} retrieved, {counts['generated']} generated "

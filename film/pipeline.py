@@ -405,24 +405,79 @@ def generate_missing(todo: list[Provenance], refs: dict[str, np.ndarray], gen: L
         p.shot_key = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:20]
         jobs.append((p, ref, videos / f"{p.shot_key}.mp4"))
     missing = [(p, ref, mp4) for p, ref, mp4 in jobs if not (mp4.is_file() and mp4.with_suffix(".npy").is_file())]
+    fresh: dict[int, np.ndarray] = {}
     if missing:
         with stages("generate"):
-            frames = generate_shots(g, [p.visual for p, _, _ in missing], [r for _, r, _ in missing],
-                                    [p.seed for p, _, _ in missing], steps=req.steps, cfg=req.cfg,
-                                    progress=req.progress)
-            from jvideo import distributed as dist
-            if _is_main():
-                from jvideo.generation.state import atomic_write, save_npy
-                for (p, _, mp4), f in zip(missing, frames):
-                    atomic_write(mp4.with_suffix(".npy"), lambda tmp, a=f: save_npy(tmp, a))
-                    write_mp4(f, mp4, fps=GENERATED_FPS)
-            dist.barrier()
+            frames = sample_shots(g, [p.visual for p, _, _ in missing], [r for _, r, _ in missing],
+                                  [p.seed for p, _, _ in missing], req)
+            from jvideo.generation.state import atomic_write, save_npy
+            for (p, _, mp4), f in zip(missing, frames):
+                atomic_write(mp4.with_suffix(".npy"), lambda tmp, a=f: save_npy(tmp, a))
+                write_mp4(f, mp4, fps=GENERATED_FPS)
+                fresh[p.unit] = f
     shots = {}
     for k, (p, _, mp4) in enumerate(jobs):
-        frames = np.load(mp4.with_suffix(".npy"), allow_pickle=False)
+        frames = fresh[p.unit] if p.unit in fresh else np.load(mp4.with_suffix(".npy"), allow_pickle=False)
         tags = ["generated"] + ([p.identity] if p.identity else [])
         shots[p.unit] = generated_shot(frames, mp4, p.visual, GENERATED_ID_BASE + k, tags)
     return shots, len(jobs) - len(missing)
+
+
+# -- several processes (mpirun) ----------------------------------------------------------------------
+# Rank 0 runs the whole pipeline; the other ranks only help generate. Rank 0 decides what to
+# generate and sends the jobs (prompts, seeds, reference pixels), so the other ranks need neither
+# the script, the library nor the shot cache: only the checkpoint, at the same path.
+class _JobChannel:
+    """Rank 0 sends the generation jobs exactly once per film: with the shots to generate, or
+    empty at the end (no generation, or an error) so that no rank waits forever."""
+
+    def __init__(self) -> None:
+        self.sent = not _distributed()
+
+    def send(self, prompts: list[str], references: list, seeds: list[int]) -> None:
+        if self.sent:
+            return
+        self.sent = True
+        from jvideo import distributed as dist
+        dist.broadcast_json({"prompts": prompts, "seeds": [int(x) for x in seeds],
+                             "has_reference": [r is not None for r in references]})
+        refs = [r for r in references if r is not None]
+        dist.broadcast_array(np.stack(refs) if refs else np.zeros((0, 1, 1, 3), np.uint8))
+
+
+_CHANNEL: _JobChannel | None = None
+
+
+def _distributed() -> bool:
+    from jvideo.distributed import env_world
+    return env_world().distributed
+
+
+def sample_shots(generator, prompts: list[str], references: list, seeds: list[int], req: FilmRequest) -> list:
+    """Generate shots (T, H, W, 3) uint8 - under mpirun with every rank's help."""
+    from jvideo import distributed as dist
+    from jvideo.generation.batch import generate_shots
+    if _CHANNEL is not None:
+        _CHANNEL.send(prompts, references, seeds)
+        dist.fail_together(None)          # rank 0's generator is loaded; the helpers say theirs
+    return generate_shots(generator, prompts, references, seeds, steps=req.steps, cfg=req.cfg,
+                          progress=req.progress)
+
+
+def help_generate(req: FilmRequest) -> None:
+    """A rank other than 0: receive rank 0's jobs, generate its share, stop."""
+    from jvideo import distributed as dist
+    from jvideo.generation.batch import generate_shots
+    jobs = dist.broadcast_json(None)
+    pixels = dist.broadcast_array(None)
+    if not jobs["prompts"]:
+        return
+    refs, it = [], iter(pixels)
+    for has in jobs["has_reference"]:
+        refs.append(next(it) if has else None)
+    gen = LazyGenerator(req.checkpoint)
+    dist.fail_together(None if gen.get() is not None else f"rank {dist.world().rank}: {gen.error}")
+    generate_shots(gen.get(), jobs["prompts"], refs, jobs["seeds"], steps=req.steps, cfg=req.cfg, progress=False)
 
 
 def register_generated(cache: Path, shots: list, embedder) -> int:
@@ -471,8 +526,24 @@ def render_config(req: FilmRequest):
 
 
 # -- the whole pipeline -----------------------------------------------------------------------
-def make_film(req: FilmRequest) -> FilmResult:
-    """Run every stage (module docstring); FilmError / MontageError are one-line user errors."""
+def make_film(req: FilmRequest) -> FilmResult | None:
+    """Run every stage (module docstring); FilmError / MontageError are one-line user errors.
+    Under mpirun, ranks other than 0 only help generate and return None."""
+    global _CHANNEL
+    if _distributed():
+        if not _is_main():
+            help_generate(req)
+            return None
+        _CHANNEL = _JobChannel()
+        try:
+            return _make_film(req)
+        finally:
+            _CHANNEL.send([], [], [])     # a no-op when the jobs went out already
+            _CHANNEL = None
+    return _make_film(req)
+
+
+def _make_film(req: FilmRequest) -> FilmResult:
     from montage.embedding import TextEmbedder
     from montage.plan import PlanConfig, plan
     from montage.render import render_film
@@ -520,8 +591,7 @@ def make_film(req: FilmRequest) -> FilmResult:
                             "use the library's best shot or a title card")
         else:
             generated, cached = generate_missing(todo, refs, generator, req, shot_cache, stages)
-            if _is_main():
-                register_generated(shot_cache, list(generated.values()), embedder)
+            register_generated(shot_cache, list(generated.values()), embedder)
     for p in todo:
         if p.unit in generated:
             p.source = "generated"
@@ -547,13 +617,12 @@ def make_film(req: FilmRequest) -> FilmResult:
             from montage.narration import build_track
             track = [(spoken[i], pu.start) for i, pu in enumerate(final.units) if i in spoken]
             narration = build_track(track, final.duration, work / "narration.wav")
-        if _is_main():
-            render_film(final, out, rcfg, work / "segments", narration)
+        render_film(final, out, rcfg, work / "segments", narration)
 
     with stages("report"):
         from .report import write_outputs
         thumbs = {s.id: s.thumbnail for s in list(pool.shots) + list(generated.values())}
         outputs = write_outputs(out, script, final, prov, warnings, req, generator, rcfg, stages.seconds,
-                                thumbs) if _is_main() else {"film": out}
+                                thumbs)
     return FilmResult(outputs=outputs, provenance=prov, warnings=warnings, seconds=stages.seconds,
                       duration=final.duration, generated=len(generated) - cached, reused_generated=cached)

@@ -294,3 +294,17 @@ def test_film_under_mpirun_equals_one_process(tmp_path):
     for name in shots:
         assert (tmp_path / "one" / "videos" / name).read_bytes() == (tmp_path / "two" / "videos" / name).read_bytes()
     assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "two.mp4").read_bytes()
+
+
+@pytest.mark.skipif(__import__("shutil").which("mpirun") is None, reason="needs Open MPI's mpirun")
+def test_film_error_under_mpirun_ends_every_rank(tmp_path):
+    """Rank 0 fails on the script; the helper ranks are released instead of waiting for jobs."""
+    import os
+    import sys
+    (tmp_path / "empty.txt").write_text("\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", sys.executable, "-m",
+                           "cli", "film", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "f.mp4"),
+                           "--generate", "always"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    assert "the script has no action or dialogue to film" in proc.stdout + proc.stderr
