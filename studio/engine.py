@@ -130,7 +130,8 @@ def _fountain_units(script: str, base: Path) -> list[Unit] | None:
             units.append(Unit(text=su.text, kind="title", paragraph=su.scene))
         else:
             units.append(Unit(text=su.text, paragraph=su.scene,
-                              meta={"visual": su.visual or su.text, "speaker": su.speaker}))
+                              meta={"visual": su.visual or su.text, "speaker": su.speaker,
+                                    "characters": list(su.characters)}))
     return units
 
 
@@ -194,6 +195,7 @@ class Studio:
         self._index_proc: subprocess.Popen | None = None
         self._generate_proc: subprocess.Popen | None = None
         self._visual: dict[str, str] = {}          # unit text -> what its picture shows
+        self._characters: dict[str, list[str]] = {}  # unit text -> cast members it shows (Fountain)
         self._render_cv = threading.Condition(self._lock)
         self._stop = False
         self._plan_changed_at = 0.0
@@ -309,6 +311,7 @@ class Studio:
             except MontageError:
                 return []          # headings only: nothing to cut yet
         self._visual = {u.text: u.meta.get("visual", u.text) for u in units if u.kind == "text"}
+        self._characters = {u.text: u.meta.get("characters", []) for u in units if u.kind == "text"}
         for u in units:
             if u.kind == "text":
                 u.duration = reading_seconds(u.text)
@@ -500,7 +503,11 @@ class Studio:
             self.generate_state = JobState(state="error", message="the film pipeline is not installed: "
                                            "the request is kept in the project for `jvideo film`")
             return
-        jobs = [{"unit": k, "visual": self._visual[t]} for k, t in enumerate(todo)]
+        # The script travels with the jobs: the child reads its cast, so a character's shots are
+        # generated from that character's reference image, as `jvideo film` does.
+        jobs = {"script": self.session.script, "base": str(self.project.parent),
+                "jobs": [{"unit": k, "visual": self._visual[t], "characters": self._characters.get(t, [])}
+                         for k, t in enumerate(todo)]}
         self.workdir.mkdir(exist_ok=True)
         cmd = [sys.executable, "-m", "studio.generate_job", "--cache", str(self.workdir / "shots"),
                "--steps", str(self.cfg.generate_steps)]

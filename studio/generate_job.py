@@ -2,7 +2,9 @@
 
     python -m studio.generate_job --cache DIR < jobs.json > shots.json
 
-stdin: [{"unit": INDEX, "visual": TEXT}, ...]; stdout: {"shots": {INDEX: shot dict}, "cached": N}.
+stdin: {"script": TEXT, "base": FOLDER, "jobs": [{"unit": INDEX, "visual": TEXT, "characters": [NAME]}]}
+(or just the job list); stdout: {"shots": {INDEX: shot dict}, "cached": N}. A Fountain script's
+cast ([[cast NAME: image.png]]) gives each character's shots that character's reference.
 Jittor and the model live in this process only, so the studio's server never imports them and
 a crash here cannot take it down. Progress (the sampler's tqdm bar) goes to stderr; an error is
 one line on stderr with exit code 2.
@@ -23,6 +25,23 @@ class _Untimed:
         return contextlib.nullcontext()
 
 
+def _cast_references(script: str, base: Path, needed: set[str], gen, req, cache: Path, resolve) -> dict:
+    """Reference images of the characters the jobs show, from the script's cast notes."""
+    if not needed or not script.strip():
+        return {}
+    from film.errors import FilmError
+    from film.script import parse_script
+    try:
+        parsed = parse_script(script, base=base)
+    except FilmError:
+        return {}                     # the studio already shows the script's problem
+    warnings: list[str] = []
+    refs = resolve(parsed, needed, gen, req, cache, warnings)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return refs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m studio.generate_job", description=__doc__.split("\n")[0])
     ap.add_argument("--cache", type=Path, required=True, help="generated-shot cache folder")
@@ -32,26 +51,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cfg", type=float, default=4.0)
     args = ap.parse_args(argv)
     try:
-        jobs = json.load(sys.stdin)
-        todo_in = [(int(j["unit"]), str(j["visual"])) for j in jobs]
-    except (ValueError, KeyError, TypeError) as err:
+        request = json.load(sys.stdin)
+        jobs = request["jobs"] if isinstance(request, dict) else request
+        todo_in = [(int(j["unit"]), str(j["visual"]), [str(c) for c in j.get("characters", [])]) for j in jobs]
+        script_text = str(request.get("script", "")) if isinstance(request, dict) else ""
+        base = Path(str(request.get("base", "."))) if isinstance(request, dict) else Path(".")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         print(f"generate: bad job list ({err})", file=sys.stderr)
         return 2
     from kernels import runtime
     runtime.configure()          # before anything imports Jittor
-    from film.pipeline import FilmRequest, LazyGenerator, Provenance, generate_missing
+    from film.pipeline import FilmRequest, LazyGenerator, Provenance, generate_missing, resolve_cast
     from montage.library import shot_to_dict
 
     req = FilmRequest(script=Path("studio"), out=Path("studio.mp4"), seed=args.seed,
                       steps=args.steps, cfg=args.cfg, progress=True)
-    todo = [Provenance(unit=i, kind="action", text=v, visual=v, speaker=None, characters=[])
-            for i, v in todo_in]
+    todo = [Provenance(unit=i, kind="action", text=v, visual=v, speaker=None, characters=c)
+            for i, v, c in todo_in]
     gen = LazyGenerator(args.checkpoint)
     if gen.get() is None:
         print(f"generate: no generator ({gen.error})", file=sys.stderr)
         return 2
     args.cache.mkdir(parents=True, exist_ok=True)
-    shots, cached = generate_missing(todo, {}, gen, req, args.cache, _Untimed())
+    refs = _cast_references(script_text, base, {c for p in todo for c in p.characters}, gen, req, args.cache,
+                            resolve_cast)
+    shots, cached = generate_missing(todo, refs, gen, req, args.cache, _Untimed())
     json.dump({"shots": {str(i): shot_to_dict(s) for i, s in shots.items()}, "cached": cached},
               sys.stdout)
     return 0

@@ -487,3 +487,20 @@ def test_bench_studio_runs(tmp_path, capsys):
     edits = [r for r in rows if r["name"].startswith("API:")]
     assert len(edits) == 6 and all(r["seconds"] > 0 for r in edits)
     assert "API: delete sentence" in capsys.readouterr().out
+
+
+def test_generated_shot_uses_the_cast_reference(tmp_path):
+    """A Fountain script's [[cast ...]] reference conditions the studio's generated shot of that
+    character, as in `jvideo film` (the shot is tagged with the character)."""
+    pytest.importorskip("film.pipeline")
+    refs = Path(__file__).resolve().parents[1] / "examples" / "film" / "refs"
+    script = f"[[cast Mira: {refs}/mira.png]]\n\nEXT. SEA - DAY\n\nMira jumps over the waves.\n"
+    request = {"script": script, "base": str(tmp_path),
+               "jobs": [{"unit": 0, "visual": "Mira jumps over the waves (by day)", "characters": ["Mira"]}]}
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-m", "studio.generate_job", "--cache", str(tmp_path / "shots"),
+                           "--steps", "2"], input=json.dumps(request), capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": root}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    shot = json.loads(proc.stdout)["shots"]["0"]
+    assert "Mira" in shot["tags"] and "generated" in shot["tags"]
