@@ -71,6 +71,14 @@ class FilmRequest:
             raise FilmError("--threshold must be between 0 and 1")
         if self.library is None and self.generate == "never":
             raise FilmError("nothing to make the film from: no --library and --generate never")
+        # The generator checks these too, but only once it runs; a film made from the library
+        # alone should not accept what a later generating run would refuse.
+        if not 1 <= self.steps <= 1000:
+            raise FilmError("--steps must be between 1 and 1000")
+        if not 0.0 <= self.cfg <= 50.0:
+            raise FilmError("--cfg must be between 0 and 50")
+        if not -2**31 < self.seed < 2**31:
+            raise FilmError("--seed must fit in 32 bits")
 
 
 @dataclass

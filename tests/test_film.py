@@ -123,6 +123,10 @@ def test_request_checks():
         FilmRequest(script=Path("s"), out=Path("o.mp4"), library=None, generate="never")
     with pytest.raises(FilmError, match="unknown --generate"):
         FilmRequest(script=Path("s"), out=Path("o.mp4"), generate="sometimes")
+    with pytest.raises(FilmError, match="--steps"):
+        FilmRequest(script=Path("s"), out=Path("o.mp4"), generate="never", library=Path("l"), steps=0)
+    with pytest.raises(FilmError, match="--cfg"):
+        FilmRequest(script=Path("s"), out=Path("o.mp4"), cfg=-1.0)
 
 
 # -- whole films -------------------------------------------------------------------------------------
