@@ -189,8 +189,8 @@ class LazyGenerator:
     def folder(self) -> Path:
         if self.checkpoint is not None:
             return Path(self.checkpoint)
-        from jvideo.generation.presets import CHECKPOINT_DIR
-        return CHECKPOINT_DIR / "tiny"
+        from jvideo.generation.presets import SHIPPED_CHECKPOINT
+        return SHIPPED_CHECKPOINT
 
     def get(self):
         if self._gen is None and self.error is None:

@@ -84,8 +84,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def config_from(args: argparse.Namespace) -> BenchConfig:
-    from jvideo.generation.presets import CHECKPOINT_DIR
-    cfg = BenchConfig(checkpoint=str(CHECKPOINT_DIR / "tiny"), ranks=args.ranks)
+    from jvideo.generation.presets import SHIPPED_CHECKPOINT
+    cfg = BenchConfig(checkpoint=str(SHIPPED_CHECKPOINT), ranks=args.ranks)
     if args.quick:
         cfg.preset, cfg.train_steps, cfg.train_warmup, cfg.shots, cfg.sample_steps, cfg.frames = "test", 4, 2, 2, 2, 4
     cfg.train_steps = args.train_steps or cfg.train_steps

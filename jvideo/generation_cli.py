@@ -8,9 +8,7 @@ import time
 from pathlib import Path
 
 from jvideo.errors import JVideoError
-from jvideo.generation.presets import CHECKPOINT_DIR
-
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny"
+from jvideo.generation.presets import SHIPPED_CHECKPOINT
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -1,14 +1,14 @@
-"""The checkpoint shipped in jvideo/checkpoints/tiny loads, generates and is found by doctor."""
+"""The checkpoint shipped in jvideo/checkpoints loads, generates and is found by doctor."""
 import numpy as np
 
 from jvideo import doctor
 from jvideo.generation.sample import Generator
-from jvideo.generation_cli import SHIPPED_CHECKPOINT
+from jvideo.generation.presets import SHIPPED_CHECKPOINT
 
 
 def test_shipped_checkpoint_generates_a_full_shot():
     gen = Generator.load(SHIPPED_CHECKPOINT)
-    assert gen.preset.name == "tiny"
+    assert gen.preset.name == SHIPPED_CHECKPOINT.name   # the folder is named after its preset
     ref = np.zeros((64, 64, 3), np.uint8)
     frames = gen.generate("Mira jumps on the grass", reference=ref, seed=0, steps=4)
     assert frames.shape == (16, 64, 64, 3) and frames.dtype == np.uint8
@@ -17,7 +17,7 @@ def test_shipped_checkpoint_generates_a_full_shot():
 
 def test_doctor_finds_the_shipped_checkpoint():
     check = doctor.check_checkpoints()
-    assert check.ok and "tiny" in check.value
+    assert check.ok and SHIPPED_CHECKPOINT.name in check.value
 
 
 def test_evaluation_reports_every_figure_and_the_vae_ceiling():

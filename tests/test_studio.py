@@ -309,8 +309,8 @@ def test_generate_a_shot_instead(toy_library, tmp_path):
     """'Generate instead' runs the film pipeline's generator (shipped tiny checkpoint) in a child
     process; the unit is pinned to the new shot, which renders and survives a reopen."""
     pytest.importorskip("film.pipeline")
-    from jvideo.generation.presets import CHECKPOINT_DIR
-    if not (CHECKPOINT_DIR / "tiny").is_dir():
+    from jvideo.generation.presets import SHIPPED_CHECKPOINT
+    if not SHIPPED_CHECKPOINT.is_dir():
         pytest.skip("no shipped checkpoint")
     project = tmp_path / "gen.json"
     s = Studio(StudioConfig(project=project, library=toy_library, size=SIZE, render_delay=0.1,

@@ -9,6 +9,8 @@ from jvideo.errors import JVideoError
 
 # Checkpoints shipped with the package: one folder per preset (jvideo train's layout).
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+# The one every command uses by default (generate, eval, film, studio, bench).
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny"
 
 
 @dataclass
