@@ -18,16 +18,12 @@ Jittor and the model are imported only when a shot is generated.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-
-from montage.errors import MontageError
 
 from .errors import FilmError
 from .script import CastMember, Script, ScriptUnit, read_script
@@ -397,7 +393,6 @@ def generate_missing(todo: list[Provenance], refs: dict[str, np.ndarray], gen: L
     Returns ({unit index: Shot}, shots taken from the cache). The cache key is the prompt, the
     seed, the identity reference's bytes and the checkpoint's digest; files are written
     atomically, so an interrupted run keeps every finished shot."""
-    from jvideo.generation.batch import generate_shots
     from jvideo.generation.media import write_mp4
     g = gen.get()
     videos = cache / "videos"

@@ -5,7 +5,6 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from montage.embedding import TextEmbedder
 from montage.errors import MontageError
 from montage.indexer import index_folder
 from montage.library import Library
+from _library_state import files_done
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -177,18 +177,6 @@ def test_a_second_writer_is_refused(tmp_path, bank):
     holder.close()
 
 
-def _done(lib_dir: Path) -> int:
-    try:
-        # read-only: polling must never create the database file before the indexer does
-        con = sqlite3.connect(f"file:{lib_dir / 'library.sqlite'}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute("SELECT count(*) FROM files WHERE status='done'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 def test_killed_index_leaves_a_library_that_opens_and_resumes(tmp_path, bank):
     folder = tmp_path / "many"
     folder.mkdir()
@@ -207,12 +195,12 @@ def test_killed_index_leaves_a_library_that_opens_and_resumes(tmp_path, bank):
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     deadline = time.time() + 180
     try:
-        while proc.poll() is None and time.time() < deadline and _done(lib_dir) < 1:
+        while proc.poll() is None and time.time() < deadline and files_done(lib_dir) < 1:
             time.sleep(0.005)
     finally:
         proc.kill()                                   # SIGKILL: no chance to clean up
         proc.wait()
-    done = _done(lib_dir)
+    done = files_done(lib_dir)
     assert 1 <= done < n, f"could not catch the run in the middle ({done} of {n} done)"
     with Library.open(lib_dir) as lib:                # opens; faiss (maybe stale) is rebuilt
         assert len(lib) == done

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from _badinputs import check, lavfi_video, run_cli, temp_leftovers
+from _library_state import files_done
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -69,15 +70,6 @@ def assert_stopped_cleanly(rc: int, err: str, sig: int) -> None:
 
 
 # -- index ---------------------------------------------------------------------------------------
-def _done(lib: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{lib / 'library.sqlite'}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute("SELECT count(*) FROM files WHERE status='done'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
 
 
 def _library_consistent(lib: Path) -> int:
@@ -110,7 +102,7 @@ def test_interrupted_index_resumes(tmp_path, footage, sig):
     TextEmbedder(cache_dir=lib / "cache").embed([f"test footage number {i}" for i in range(10)])
     proc = spawn(["index", footage, "--library", lib, "-q"])
     try:
-        assert wait_for(lambda: _done(lib) >= 1, proc, 180), f"seed {SEED}: no file indexed in time"
+        assert wait_for(lambda: files_done(lib) >= 1, proc, 180), f"seed {SEED}: no file indexed in time"
         # A second writer meanwhile: refused in one line, naming the holder.
         second = check(run_cli(["index", footage, "--library", lib, "-q"]), "error")
         assert not second.problems and "in use by pid" in second.stderr, second.stderr
@@ -127,7 +119,7 @@ def test_interrupted_index_resumes(tmp_path, footage, sig):
         (lib / ".shots.k2j4h5g6.faiss.tmp").write_bytes(b"half an index")
     out = check(run_cli(["index", footage, "--library", lib, "-q"]), "ok", lib)
     assert not out.problems, out.problems
-    assert _library_consistent(lib) >= done and _done(lib) == 10
+    assert _library_consistent(lib) >= done and files_done(lib) == 10
     assert not temp_leftovers(lib)
 
 
