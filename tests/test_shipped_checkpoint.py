@@ -1,14 +1,17 @@
 """The checkpoint shipped in jvideo/checkpoints loads, generates and is found by doctor."""
 import numpy as np
+import pytest
 
 from jvideo import doctor
 from jvideo.generation.sample import Generator
-from jvideo.generation.presets import SHIPPED_CHECKPOINT
+from jvideo.generation.presets import CHECKPOINT_DIR, SHIPPED_CHECKPOINT
 
 
-def test_shipped_checkpoint_generates_a_full_shot():
-    gen = Generator.load(SHIPPED_CHECKPOINT)
-    assert gen.preset.name == SHIPPED_CHECKPOINT.name   # the folder is named after its preset
+@pytest.mark.parametrize("folder", sorted(p.parent for p in CHECKPOINT_DIR.glob("*/preset.json")),
+                         ids=lambda p: p.name)
+def test_shipped_checkpoints_generate_a_full_shot(folder):
+    gen = Generator.load(folder)
+    assert gen.preset.name == folder.name   # each folder is named after its preset
     ref = np.zeros((64, 64, 3), np.uint8)
     frames = gen.generate("Mira jumps on the grass", reference=ref, seed=0, steps=4)
     assert frames.shape == (16, 64, 64, 3) and frames.dtype == np.uint8
@@ -26,6 +29,7 @@ def test_evaluation_reports_every_figure_and_the_vae_ceiling():
     report = evaluate(gen, n=2, steps=2, shots_per_character=1).to_dict()
     assert set(report["text_accuracy"]) == {"colour", "shape", "background", "motion"}
     assert 0.0 <= report["identity_with_reference"] <= 1.0 and report["n_identity"] == 8
+    assert set(report["identity_by_attribute"]) == {"shape", "primary", "secondary"}
     ceiling = report["vae_ceiling"]
     # The detector reads rendered medium and close-up clips right (README's detector table);
     # the reconstructions are what the VAE lets through.

@@ -8,7 +8,8 @@ tested on rendered ground truth first.
 * Identity consistency: for each cast character, shots with different actions and places,
   generated with a reference image of the character and without one (text only: the name says
   nothing of the look, so this baseline should sit near chance). A shot matches when the
-  detected shape, primary colour and secondary colour equal the reference's.
+  detected shape, primary colour and secondary colour equal the reference's; each attribute is
+  also reported on its own.
 * Temporal smoothness: mean absolute frame-to-frame change of generated clips next to that of
   rendered clips with the same parameters.
 * The VAE's ceiling: the same detector on VAE reconstructions of rendered clips (medium and
@@ -41,6 +42,7 @@ class EvalReport:
     identity_with_reference: float
     identity_text_only: float
     identity_chance: float
+    identity_by_attribute: dict[str, dict[str, float]]
     smoothness_generated: float
     smoothness_rendered: float
     vae_ceiling: dict[str, float]
@@ -77,10 +79,13 @@ def text_trials(gen, n: int, seed: int, steps: int, cfg: float) -> tuple[dict[st
     return {k: float(np.mean(v)) if v else float("nan") for k, v in hits.items()}, samples, smooth_gen, smooth_ref
 
 
-def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: float) -> tuple[float, float, int, list[dict]]:
+def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: float) -> tuple[float, float, int, list[dict], dict[str, dict[str, float]]]:
     """Fraction of shots whose detected (shape, primary, secondary) equals the character's."""
     rng = np.random.default_rng(seed + 1)
     with_ref, text_only, samples = [], [], []
+    # Each look attribute on its own too: a partly learnt identity (the right colour, a
+    # blob for a shape) shows here before the whole look matches.
+    per_attr = {a: {"with_reference": [], "text_only": []} for a in LOOK_ATTRIBUTES}
     for c in CAST:
         ref = reference_frame(rng, c.look, gen.preset.size)
         for k in range(shots_per_character):
@@ -96,8 +101,12 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
             da, db = detect(a), detect(b)
             with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
             text_only.append(db.matches(c.look, LOOK_ATTRIBUTES))
+            for attr in LOOK_ATTRIBUTES:
+                per_attr[attr]["with_reference"].append(da.matches(c.look, (attr,)))
+                per_attr[attr]["text_only"].append(db.matches(c.look, (attr,)))
             samples.append({"prompt": prompt + " [+ref]", "frames": a, "reference": ref})
-    return float(np.mean(with_ref)), float(np.mean(text_only)), len(with_ref), samples
+    by_attribute = {a: {k: float(np.mean(v)) for k, v in d.items()} for a, d in per_attr.items()}
+    return float(np.mean(with_ref)), float(np.mean(text_only)), len(with_ref), samples, by_attribute
 
 
 def chance_of_look() -> float:
@@ -134,9 +143,9 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
     start = time.time()
     text_acc, text_samples, smooth_gen, smooth_ref = text_trials(gen, n, seed, steps, cfg)
     per_char = shots_per_character or max(1, n // (4 * len(CAST)))
-    id_ref, id_text, n_id, id_samples = identity_trials(gen, per_char, seed, steps, cfg)
+    id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg)
     ceiling = vae_ceiling(gen, max(8, n // 2), seed)
-    return EvalReport(n, text_acc, n_id, id_ref, id_text, chance_of_look(), float(np.mean(smooth_gen)),
+    return EvalReport(n, text_acc, n_id, id_ref, id_text, chance_of_look(), id_attr, float(np.mean(smooth_gen)),
                       float(np.mean(smooth_ref)), ceiling, time.time() - start, text_samples[:8] + id_samples[:8])
 
 
