@@ -109,7 +109,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
-    p.add_argument("--preset", default="tiny", help="tiny (2-core CPU; the shipped checkpoint), tiny-v2 (object-weighted losses, cosine rate), small (bigger machines), test")
+    p.add_argument("--preset", default="tiny", help="tiny (2-core CPU; the shipped checkpoint), tiny-v2 (object-weighted losses, cosine rate; shipped beside tiny), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--out", required=True, help="checkpoint folder")

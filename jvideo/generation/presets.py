@@ -120,8 +120,8 @@ def _check_fields(obj) -> None:
 PRESETS = {
     # Trains on a 2-core CPU: see the README for the measured time and losses.
     "tiny": Preset("tiny"),
-    # The next CPU recipe (not trained to the end yet): object-weighted VAE and DiT losses and a
-    # cosine learning rate; 2000 + 2400 steps fit the 90-minute budget on an idle 2-core machine.
+    # Object-weighted VAE and DiT losses and a cosine learning rate; 2000 + 2400 steps took
+    # 58.5 min on the shared 2-core machine (checkpoints/tiny-v2; README, "Generation").
     "tiny-v2": Preset("tiny-v2", vae=VAEPreset(steps=2000, object_weight=4.0),
                       dit=DiTPreset(steps=2400, object_weight=4.0), lr_schedule="cosine"),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
