@@ -202,8 +202,12 @@ def test_interrupted_render_leaves_no_partial_film(tmp_path, small_library, sig)
     finally:
         rc, err = interrupt(proc, sig)
     assert_stopped_cleanly(rc, err, sig)
-    if rc != 0:
-        assert not film.exists(), "an interrupted render left a film"
+    if rc != 0 and film.exists():
+        # The signal came after the film was finished (an idle machine renders fast; the
+        # sidecars were being written): then it must be whole, decodable to its last frame.
+        decode = subprocess.run(["ffmpeg", "-v", "error", "-i", str(film), "-f", "null", "-"],
+                                capture_output=True, text=True)
+        assert decode.returncode == 0 and not decode.stderr.strip(), "an interrupted render left a partial film"
     if sig != signal.SIGKILL:
         assert not temp_leftovers(tmp_path), temp_leftovers(tmp_path)
     for seg in segments.glob("seg-*.mp4"):      # every cached segment is a whole file
