@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jvideo.errors import JVideoError
 from kernels import runtime
 
 from .conditioning import TextConditioner, reference_latents, tensor_to_frames
-from .limits import MAX_PROMPT_CHARS, check_request  # noqa: F401 - MAX_PROMPT_CHARS re-exported
+from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
-from .state import read_json
 from .world_model import diffusion_schedule
 
 jt = runtime.import_jittor()
@@ -31,12 +29,7 @@ class Generator:
     def load(cls, folder: str | Path) -> "Generator":
         from jvideo.models import from_pretrained
         folder = Path(folder)
-        if not folder.is_dir():
-            raise JVideoError(f"{folder}: checkpoint folder not found")
-        for part in ("preset.json", "vae/config.json", "dit/config.json"):
-            if not (folder / part).exists():
-                raise JVideoError(f"{folder}: not a jvideo checkpoint (missing {part})")
-        preset = Preset.from_dict(read_json(folder / "preset.json"))
+        preset = checkpoint_preset(folder)
         vae = from_pretrained(folder / "vae")
         vae.scaling_factor = vae.config.scaling_factor
         dit = from_pretrained(folder / "dit")
