@@ -226,11 +226,8 @@ def resolve_cast(script: Script, needed: set[str], generator: LazyGenerator | No
     description is generated once (middle frame of a generated close-up) and saved in the
     cache, so the same description gives the same reference in every film.
     """
-    size = 64
-    gen = generator.get() if generator is not None and any(
-        script.member(n) is not None and script.member(n).description for n in needed) else None
-    if gen is not None:
-        size = gen.preset.size
+    gen = generator.get() if generator is not None else None
+    size = gen.preset.size if gen is not None else 64    # references are made at the model's size
     refs: dict[str, np.ndarray] = {}
     for name in sorted(needed):
         member = script.member(name)
@@ -250,15 +247,17 @@ def resolve_cast(script: Script, needed: set[str], generator: LazyGenerator | No
             warnings.append(f"{member.name} is only described and no generator is available ({why}): "
                             "the library's shots of them are used as they are")
             continue
-        refs[name.lower()] = _described_reference(gen, member, req, cache)
+        refs[name.lower()] = _described_reference(gen, generator.digest, member, req, cache)
     return refs
 
 
-def _described_reference(gen, member: CastMember, req: FilmRequest, cache: Path) -> np.ndarray:
+def _described_reference(gen, digest: str, member: CastMember, req: FilmRequest, cache: Path) -> np.ndarray:
+    """A reference generated from the description (the middle frame of a close-up), cached by
+    prompt, seed and checkpoint digest."""
     from PIL import Image
     prompt = f"{member.description}, close-up, still"
     seed = shot_seed(req.seed, prompt, None)
-    key = hashlib.sha1(f"ref\0{prompt}\0{seed}\0{gen.preset.name}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"ref\0{prompt}\0{seed}\0{digest}".encode()).hexdigest()[:16]
     path = cache / "references" / f"{key}.png"
     if path.is_file():
         return np.asarray(Image.open(path).convert("RGB"), dtype=np.uint8)

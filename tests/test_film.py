@@ -312,3 +312,22 @@ def test_film_error_under_mpirun_ends_every_rank(tmp_path):
                            "--generate", "always"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode != 0
     assert "the script has no action or dialogue to film" in proc.stdout + proc.stderr
+
+
+def test_described_character_gets_one_generated_reference(tmp_path, capsys):
+    """A character declared by description: one reference is generated, cached and used for
+    every shot of that character."""
+    script = tmp_path / "s.fountain"
+    script.write_text("[[cast Bo: a big blue circle with white stripes]]\n\nEXT. SEA - DAY\n\n"
+                      "Bo rests on the sand.\n\nBo jumps over the waves.\n")
+    argv = ["film", str(script), "--out", str(tmp_path / "f.mp4"), "--shot-cache", str(tmp_path / "shots"),
+            *SIZE, *FAST]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    refs = list((tmp_path / "shots" / "references").glob("*.png"))
+    assert len(refs) == 1
+    units = json.loads((tmp_path / "f.plan.json").read_text())["film"]["units"]
+    assert [u["identity"] for u in units if u["source"] == "generated"] == ["Bo", "Bo"]
+    code, out, err = run_cli(argv, capsys)           # the second film reuses reference and shots
+    assert code == 0 and "2 generated (2 from the shot cache)" in out
+    assert list((tmp_path / "shots" / "references").glob("*.png")) == refs
