@@ -52,7 +52,14 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"jvideo studio: warning: serving on {args.host}: other machines can reach the studio "
               "and read its library's thumbnails and the project's films", file=sys.stderr)
-    signal.signal(signal.SIGTERM, _stop)   # `kill` stops like Ctrl-C: the project is saved
-    return serve(project=project, library=args.library, host=args.host, port=args.port,
-                 size=args.size, announce=lambda url: print(f"studio: {url}  (project {Path(project).absolute()}; "
-                                                           "Ctrl-C to stop)", flush=True))
+    # `kill` stops like Ctrl-C: the project is saved. The handler is put back on the way out, so
+    # a caller that stays alive (the tests call cli.main in-process) and the processes it forks
+    # later do not inherit it.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        return serve(project=project, library=args.library, host=args.host, port=args.port,
+                     size=args.size, announce=lambda url: print(f"studio: {url}  (project "
+                                                               f"{Path(project).absolute()}; Ctrl-C to stop)",
+                                                               flush=True))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
