@@ -17,6 +17,7 @@ Jittor and the model are imported only when a shot is generated.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -111,14 +112,11 @@ def _default_cache() -> Path:
 
 
 def _check_output(out: Path) -> None:
+    """An .mp4 that montage's own check says can be written."""
+    from montage.montage_cli import check_output
     if out.suffix.lower() != ".mp4":
         raise FilmError(f"--out must end in .mp4 (got {out.name})")
-    if out.is_dir():
-        raise FilmError(f"cannot write {out}: it is a folder")
-    if not out.parent.is_dir():
-        raise FilmError(f"cannot write {out}: folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise FilmError(f"cannot write {out}: permission denied")
+    check_output(out)
 
 
 def shot_seed(base: int, visual: str, identity: str | None) -> int:
@@ -154,21 +152,18 @@ def _is_main() -> bool:
 
 
 class _Stages:
-    """Wall time per stage, for the closing summary."""
+    """Wall time per stage, for the closing summary: `with stages("render"): ...`."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
+    @contextlib.contextmanager
     def __call__(self, name: str):
-        stages = self
-
-        class _Timer:
-            def __enter__(self):
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                stages.seconds[name] = stages.seconds.get(name, 0.0) + time.perf_counter() - self.t
-        return _Timer()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 # -- the generator, loaded on first use ----------------------------------------------------------
@@ -336,7 +331,8 @@ def library_pool(library: Path | None) -> ShotPool:
 
 
 def combined_table(pool: ShotPool, generated: dict[int, object], gen_vectors: dict[int, np.ndarray]):
-    """Library shots plus generated shots (ids moved above GENERATED_ID_BASE)."""
+    """Library shots plus generated shots (whose ids start at GENERATED_ID_BASE, apart from the
+    library's); gen_vectors: unit index -> (D,) embedding of that unit's generated shot."""
     from montage.plan import ShotTable
     shots = list(pool.shots)
     vecs = [pool.vectors] if len(pool.shots) else []
@@ -482,15 +478,16 @@ def help_generate(req: FilmRequest) -> None:
     generate_shots(gen.get(), jobs["prompts"], refs, jobs["seeds"], steps=req.steps, cfg=req.cfg, progress=False)
 
 
-def register_generated(cache: Path, shots: list, embedder) -> int:
-    """Add generated shots not yet listed to the shot cache's library (marked generated), so
-    `jvideo search --library CACHE` finds them and another film can retrieve them."""
+def register_generated(cache: Path, shots: list, vectors: np.ndarray) -> int:
+    """Add generated shots (N) with their text embeddings (N, D) to the shot cache's library
+    when not yet listed (marked generated), so `jvideo search --library CACHE` finds them and
+    another film can retrieve them."""
     from montage.library import Library
     with Library.create(cache) as lib:
         known = {s.source for s in lib.shots()}
-        new = [replace(s, id=-1, file_id=None) for s in shots if s.source not in known]
+        new = [k for k, s in enumerate(shots) if s.source not in known]
         if new:
-            lib.add_shots(new, embedder.embed([s.text for s in new]))
+            lib.add_shots([replace(shots[k], id=-1, file_id=None) for k in new], vectors[new])
     return len(new)
 
 
@@ -593,7 +590,8 @@ def _make_film(req: FilmRequest) -> FilmResult:
                             "use the library's best shot or a title card")
         else:
             generated, cached = generate_missing(todo, refs, generator, req, shot_cache, stages)
-            register_generated(shot_cache, list(generated.values()), embedder)
+            # A generated shot's text is its unit's picture text: the unit's embedding is its own.
+            register_generated(shot_cache, list(generated.values()), unit_vecs[list(generated)])
     for p in todo:
         if p.unit in generated:
             p.source = "generated"
@@ -605,8 +603,7 @@ def _make_film(req: FilmRequest) -> FilmResult:
     with stages("plan"):
         for i, shot in generated.items():
             units[i].pin = shot.id
-        gen_vecs = {i: embedder.embed([shot.text])[0] for i, shot in generated.items()}
-        table = combined_table(pool, generated, gen_vecs)
+        table = combined_table(pool, generated, {i: unit_vecs[i] for i in generated})
         final = plan(units, table, unit_vecs, replace(pcfg, fallback="best" if len(table) else "title"))
         for pu, su, p in zip(final.units, script.units, prov):
             pu.caption = subtitle_of(su)

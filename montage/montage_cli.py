@@ -53,8 +53,8 @@ class MontageResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _check_output(out: Path) -> None:
-    """Fail early, in one line, when the film cannot be written."""
+def check_output(out: Path) -> None:
+    """Fail early, in one line, when the film cannot be written (montage and film)."""
     if out.is_dir():
         raise MontageError(f"cannot write {out}: it is a folder")
     parent = out.parent
@@ -88,9 +88,9 @@ def make_montage(req: MontageRequest) -> MontageResult:
     times: dict[str, float] = {}
     t = time.perf_counter()
     out = Path(req.out).expanduser().absolute()
-    _check_output(out)
+    check_output(out)
     if req.plan_json is not None:
-        _check_output(Path(req.plan_json).expanduser().absolute())
+        check_output(Path(req.plan_json).expanduser().absolute())
     rcfg = RenderConfig.for_aspect(req.aspect, fps=req.fps, fit=req.fit, transition=req.transition,
                                    subtitles=req.subtitles, workers=req.workers, progress=req.progress)
     if req.size:
