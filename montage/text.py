@@ -62,7 +62,8 @@ _LIST = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _QUOTE = re.compile(r"^\s*>\s?")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPH = re.compile(r"(\*\*|__|\*|_|`)(?=\S)(.+?)(?<=\S)\1")
-_HTML = re.compile(r"<[^>]+>")
+# Real tags and comments only (a letter after "<", as in CommonMark): "x <3 and y > 2" is text.
+_HTML = re.compile(r"<!--.*?-->|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
 
 

@@ -47,6 +47,11 @@ def test_units_from_markdown():
     assert [u.paragraph for u in units][1:3] == [1, 1]
 
 
+def test_markdown_drops_tags_but_keeps_angle_brackets_in_text():
+    units = split_units("Scores rise when x <3 and y > 2. The <b>red</b> door<!-- note --> opens.")
+    assert [u.text for u in units] == ["Scores rise when x <3 and y > 2.", "The red door opens."]
+
+
 def test_long_sentence_cut_into_clauses():
     s = ("The old fisherman pulls his heavy nets out of the cold grey water, while the gulls "
          "scream above the harbour and the first light touches the roofs of the sleeping town.")
