@@ -238,6 +238,30 @@ def test_latte_text_mask_ignores_padding(latte_pair):
     assert max_err(got, want) <= 1e-4
 
 
+def test_latte_reference_tokens(latte_pair, tmp_path):
+    """jvideo's identity extension: the reference latent's tokens change a row that has one; a
+    row whose reference mask is 0 gives exactly what the model gives without a reference; the
+    extra weight survives save/load (and a diffusers config never turns it on)."""
+    _, model, folder = latte_pair
+    assert not model.config.reference_tokens and not hasattr(model, "reference_embedding")
+    cfg = models.LatteConfig.from_dict({**json.loads((folder / "config.json").read_text()), "reference_tokens": True})
+    ours = models.Latte(cfg)
+    ours.reference_embedding.update(jt.array(np.full((1, 1, cfg.hidden_size), 0.3, np.float32)))
+    rng = np.random.default_rng(7)
+    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
+    t, text = jt.array(np.array([300, 40])), jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
+    ref = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    keep = jt.array(np.array([1.0, 0.0], np.float32))
+    a = ours(x, t, text, reference=jt.array(ref), reference_mask=keep).numpy()
+    b = ours(x, t, text, reference=jt.array(ref + 3.0), reference_mask=keep).numpy()
+    plain = ours(x, t, text).numpy()
+    assert max_err(a[0], b[0]) > 1e-2           # the reference is read
+    assert max_err(a[1], b[1]) == 0.0           # ... but not where it is masked out
+    assert max_err(a[1], plain[1]) <= 1e-4      # a masked reference = no reference
+    again = models.from_pretrained(models.save_pretrained(ours, tmp_path / "ref"))
+    assert max_err(again(x, t, text, reference=jt.array(ref), reference_mask=keep).numpy(), a) == 0.0
+
+
 def test_dit_label_dropout_is_shared_by_all_blocks(dit_pair):
     """Training-time label dropout happens once per sample, so with p=1 every block (and the
     final layer) sees the null class: the output equals eval mode with null labels."""

@@ -40,6 +40,14 @@ def reference_latents(vae, references: np.ndarray | None, keep: np.ndarray, batc
     return z.unsqueeze(2)
 
 
+def reference_kwargs(dit, ref, keep: np.ndarray) -> dict:
+    """The DiT's reference-token inputs for reference latents (B, c, 1, h, w) and keep (B,) 0/1:
+    none for a DiT without reference tokens."""
+    if not dit.config.reference_tokens:
+        return {}
+    return {"reference": ref[:, :, 0], "reference_mask": jt.array(np.asarray(keep, np.float32))}
+
+
 class TextConditioner:
     """Captions -> MiniLM token embeddings (B, L, 384) and a key mask (B, L), L = max_tokens."""
 

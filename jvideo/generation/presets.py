@@ -54,6 +54,9 @@ class DiTPreset:
     # Fraction of clips of named one-off characters with random looks: a name never fixes a
     # look in training, so identity can only come from the reference (the cast stays unseen).
     p_named: float = 0.6
+    # Identity reference also as cross-attention tokens (LatteConfig.reference_tokens), besides
+    # the clean reference latent at temporal position 0 that every preset uses.
+    reference_tokens: bool = False
     # Clips rendered and encoded once before DiT training (latents and references cached in
     # memory): the DiT step then costs only the DiT, not rendering and the VAE encoder.
     dataset_clips: int = 2000
@@ -124,6 +127,10 @@ PRESETS = {
     # 58.5 min on the shared 2-core machine (checkpoints/tiny-v2; README, "Generation").
     "tiny-v2": Preset("tiny-v2", vae=VAEPreset(steps=2000, object_weight=4.0),
                       dit=DiTPreset(steps=2400, object_weight=4.0), lr_schedule="cosine"),
+    # A 4x VAE (16x16x4 latents: an object keeps its colour and outline) under a patch-4 DiT
+    # (still 16 tokens per frame) that also sees the identity reference as cross-attention tokens.
+    "tiny-v3": Preset("tiny-v3", vae=VAEPreset(channels=(16, 32, 64), latent_channels=4, steps=4000, object_weight=4.0),
+                      dit=DiTPreset(patch=4, steps=5000, object_weight=4.0, reference_tokens=True), lr_schedule="cosine"),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

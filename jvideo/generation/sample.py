@@ -8,7 +8,7 @@ import numpy as np
 
 from kernels import runtime
 
-from .conditioning import TextConditioner, reference_latents, tensor_to_frames
+from .conditioning import TextConditioner, reference_kwargs, reference_latents, tensor_to_frames
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
 from .world_model import diffusion_schedule
@@ -64,10 +64,12 @@ class Generator:
             ref = reference_latents(self.vae, references, keep, batch=b)           # (B, c, 1, s, s)
             emb, mask = self.text.encode(list(prompts) + [""] * b)
             ref2 = jt.concat([ref, ref], dim=0)
+            has_ref = np.full(2 * b, references is not None, np.float32)
+            ref_tokens = reference_kwargs(self.dit, ref2, has_ref)
             for t in schedule.set_timesteps(steps):
                 x_in = jt.concat([x, x], dim=0)
                 tt = jt.array(np.full(2 * b, float(t), np.float32))
-                out = self.dit(jt.concat([ref2, x_in], dim=2), tt, emb, mask)[:, :, 1:]
+                out = self.dit(jt.concat([ref2, x_in], dim=2), tt, emb, mask, **ref_tokens)[:, :, 1:]
                 cond, uncond = out[:b], out[b:]
                 guided = uncond + cfg * (cond - uncond)
                 x = schedule.step(guided, int(t), x)

@@ -22,7 +22,7 @@ from jvideo.errors import JVideoError
 from kernels import runtime
 
 from . import state as st
-from .conditioning import TextConditioner, frames_to_tensor
+from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs
 from .presets import Preset, get_preset
 from .world_model import build_dit, build_vae, diffusion_schedule, init_for_training
 
@@ -276,7 +276,8 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         t = rng.integers(0, preset.timesteps, size=p.batch)
         noise = jt.randn(x0.shape)
         xt = schedule.add_noise(x0, noise, t)
-        pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask)
+        pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
+                   **reference_kwargs(dit, ref, keep))
         target = schedule.velocity(x0, noise, t)
         err = pred[:, :, 1:] - target
         return weighted_mean(err * err, jt.array(data["weights"][idx]))

@@ -26,7 +26,8 @@ def dit_config(preset: Preset) -> LatteConfig:
                        num_layers=p.layers, cross_attention_dim=d, attention_bias=True,
                        sample_size=preset.latent_size, patch_size=p.patch, activation_fn="gelu-approximate",
                        num_embeds_ada_norm=preset.timesteps, norm_elementwise_affine=False, norm_eps=1e-6,
-                       caption_channels=384, video_length=preset.frames + 1)
+                       caption_channels=384, video_length=preset.frames + 1,
+                       reference_tokens=p.reference_tokens)
 
 
 def build_vae(preset: Preset) -> AutoencoderKL:

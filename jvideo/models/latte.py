@@ -7,6 +7,11 @@ patch position, MLP); tokens are rearranged (b t) n d <-> (b n) t d between them
 1-D sin-cos temporal embedding is added once, before the first temporal block. Conditioning
 is PixArt's adaLN-single: one timestep MLP gives 6*D values, each block adds its own
 `scale_shift_table` (6, D).
+
+With `reference_tokens` (jvideo's identity conditioning, not in diffusers) a reference image's
+latent is patchified by the same patch embedding, tagged with a learnt `reference_embedding`
+and appended to the projected caption tokens: every spatial token can read the character's
+look in one cross-attention hop, wherever the character stands in the reference.
 """
 from __future__ import annotations
 
@@ -47,6 +52,9 @@ class LatteConfig(ModelConfig):
     norm_eps: float = 1e-5
     caption_channels: int = 384
     video_length: int = 16
+    # jvideo's identity extension (absent from diffusers' configs, so off for their checkpoints):
+    # the reference image's latent patches join the caption tokens as cross-attention context.
+    reference_tokens: bool = False
 
     def validate(self, raw: dict) -> None:
         require(raw, "norm_type", ("ada_norm_single",), "LatteTransformer3DModel")
@@ -123,7 +131,8 @@ class Latte(nn.Module):
     """Text-conditioned video DiT.
 
     execute(x (B, C, T, H, W), t (B,), text (B, S, caption_channels), text_mask (B, S) or None)
-    -> (B, C_out, T, H, W). With enable_temporal=False every frame is treated as an image.
+    -> (B, C_out, T, H, W); optionally an identity reference latent (B, C, H, W) and its (B,)
+    mask. With enable_temporal=False every frame is treated as an image.
     """
 
     def __init__(self, cfg: LatteConfig):
@@ -141,11 +150,31 @@ class Latte(nn.Module):
         self.proj_out = nn.Linear(d, cfg.patch_size ** 2 * cfg.output_channels)
         self.adaln_single = AdaLayerNormSingle(d)
         self.caption_projection = CaptionProjection(cfg.caption_channels, d)
+        if cfg.reference_tokens:
+            self.reference_embedding = jt.zeros((1, 1, d))
         temp = sincos_1d(d, np.arange(cfg.video_length)).astype(np.float32)
         self._temp_pos_embed = jt.array(temp[None]).stop_grad()        # (1, video_length, D)
 
+    def reference_context(self, text: jt.Var, text_mask: jt.Var | None, reference: jt.Var,
+                          reference_mask: jt.Var) -> tuple[jt.Var, jt.Var]:
+        """Caption tokens (B, S, D) and the reference latent's tokens (B, N, D) as one context.
+
+        reference (B, C, H, W) latent; reference_mask (B,) 1 where the row has a reference, 0
+        where it has none (its tokens are then masked out: text-only generation).
+        """
+        if not self.config.reference_tokens:
+            raise ValueError("this Latte was built without reference_tokens")
+        b = text.shape[0]
+        refs = self.pos_embed(reference) + self.reference_embedding            # (B, N, D)
+        context = jt.concat([self.caption_projection(text), refs], dim=1)
+        text_mask = jt.ones((b, text.shape[1])) if text_mask is None else text_mask
+        ref_mask = reference_mask.float32().reshape((b, 1)).broadcast((b, refs.shape[1]))
+        return context, jt.concat([text_mask.float32(), ref_mask], dim=1)
+
     def execute(self, x: jt.Var, t: jt.Var, text: jt.Var, text_mask: jt.Var | None = None,
-                enable_temporal: bool = True) -> jt.Var:
+                enable_temporal: bool = True, reference: jt.Var | None = None,
+                reference_mask: jt.Var | None = None) -> jt.Var:
+        """reference (B, C, H, W) and reference_mask (B,): see reference_context."""
         b, _, frames, h, w = x.shape
         p, d = self.config.patch_size, self.config.hidden_size
         if enable_temporal and frames > self.config.video_length:
@@ -154,7 +183,11 @@ class Latte(nn.Module):
         tokens = self.pos_embed(x)                                    # (B*T, N, D)
         n = tokens.shape[1]
         t6, t_emb = self.adaln_single(t)                              # (B, 6D), (B, D)
-        context = repeat_rows(self.caption_projection(text), frames)  # (B*T, S, D)
+        if reference is not None:
+            context, text_mask = self.reference_context(text, text_mask, reference, reference_mask)
+        else:
+            context = self.caption_projection(text)
+        context = repeat_rows(context, frames)                         # (B*T, S, D)
         mask = repeat_rows(text_mask, frames) if text_mask is not None else None
         t6_spatial, t6_temporal = repeat_rows(t6, frames), repeat_rows(t6, n)
         for i, (spatial, temporal) in enumerate(zip(self.transformer_blocks, self.temporal_transformer_blocks)):
