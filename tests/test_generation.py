@@ -100,3 +100,24 @@ def test_missing_and_corrupt_checkpoints_are_one_line_errors(checkpoint, tmp_pat
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_vae_training_starts_from_a_small_posterior_noise():
+    """init_logvar: the untrained posterior's std is exp(logvar / 2) everywhere, whatever the input."""
+    from jvideo.generation.presets import get_preset
+    from jvideo.generation.world_model import build_vae, init_vae_for_training
+    from kernels import runtime
+    jt = runtime.import_jittor()
+    vae = init_vae_for_training(build_vae(get_preset("test")), -8.0)
+    x = jt.array(np.random.default_rng(0).uniform(-1, 1, (2, 3, 32, 32)).astype(np.float32))
+    std = vae.encode(x).std.numpy()
+    assert np.allclose(std, np.exp(-4.0), rtol=1e-5)
+
+
+def test_colour_anchor_pools_the_frame_to_the_latent_grid():
+    from jvideo.generation.train import average_pool
+    from kernels import runtime
+    jt = runtime.import_jittor()
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    want = x.reshape(2, 3, 2, 4, 2, 4).mean(axis=(3, 5))
+    assert np.allclose(average_pool(jt.array(x), 4).numpy(), want, atol=1e-6)

@@ -34,6 +34,14 @@ class VAEPreset:
     # frame, and an unweighted loss spends the VAE's capacity on the background (the shipped
     # tiny VAE, trained unweighted, turns a green object orange: README, "Generation").
     object_weight: float = 0.0
+    # Initial posterior log-variance (None: the layer's default init, about 0). See
+    # world_model.init_vae_for_training.
+    init_logvar: float | None = None
+    # Weight of an MSE tying the first 3 latent channels' means to the frame average-pooled to
+    # the latent grid. Unanchored, a small latent spends its channels on the backgrounds' fine
+    # noise texture and collapses object colours (measured: green and purple objects decode
+    # grey after 2500 steps); anchored, every cell carries its colour and the rest the detail.
+    colour_anchor: float = 0.0
 
 
 @dataclass
@@ -98,7 +106,8 @@ class Preset:
         return preset
 
 
-_MAY_BE_ZERO = {"seed", "text_dropout", "reference_dropout", "p_named", "kl_weight", "object_weight"}
+_MAY_BE_ZERO = {"seed", "text_dropout", "reference_dropout", "p_named", "kl_weight", "object_weight",
+                "colour_anchor"}
 
 
 def _check_fields(obj) -> None:
@@ -112,6 +121,9 @@ def _check_fields(obj) -> None:
             ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
                   and (isinstance(value, int) or not isinstance(default, int))
                   and math.isfinite(value) and (value > 0 or (value == 0 and f.name in _MAY_BE_ZERO)))
+        elif f.name == "init_logvar":   # may be negative, or None
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                   and math.isfinite(value))
         elif f.name == "channels":
             ok = bool(value) and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in value)
         else:
@@ -129,7 +141,8 @@ PRESETS = {
                       dit=DiTPreset(steps=2400, object_weight=4.0), lr_schedule="cosine"),
     # A 4x VAE (16x16x4 latents: an object keeps its colour and outline) under a patch-4 DiT
     # (still 16 tokens per frame) that also sees the identity reference as cross-attention tokens.
-    "tiny-v3": Preset("tiny-v3", vae=VAEPreset(channels=(16, 32, 64), latent_channels=4, steps=4000, object_weight=4.0),
+    "tiny-v3": Preset("tiny-v3", vae=VAEPreset(channels=(16, 32, 64), latent_channels=6, steps=4000, object_weight=4.0,
+                                                 init_logvar=-8.0, colour_anchor=1.0),
                       dit=DiTPreset(patch=4, steps=5000, object_weight=4.0, reference_tokens=True), lr_schedule="cosine"),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
@@ -138,8 +151,10 @@ PRESETS = {
                                   dataset_clips=50000)),
     # For tests: seconds per step.
     "test": Preset("test", frames=4, size=32, text_tokens=8,
-                   vae=VAEPreset(channels=(8, 16), norm_groups=4, steps=3, batch=2),
-                   dit=DiTPreset(heads=2, head_dim=8, layers=1, steps=3, batch=2, dataset_clips=4),
+                   vae=VAEPreset(channels=(8, 16), norm_groups=4, steps=3, batch=2, init_logvar=-8.0,
+                                 colour_anchor=1.0),
+                   dit=DiTPreset(heads=2, head_dim=8, layers=1, steps=3, batch=2, dataset_clips=4,
+                                 reference_tokens=True),
                    checkpoint_every=2),
 }
 

@@ -24,7 +24,7 @@ from kernels import runtime
 from . import state as st
 from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs
 from .presets import Preset, get_preset
-from .world_model import build_dit, build_vae, diffusion_schedule, init_for_training
+from .world_model import build_dit, build_vae, diffusion_schedule, init_for_training, init_vae_for_training
 
 jt = runtime.import_jittor()
 
@@ -135,9 +135,14 @@ class Stage:
 def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator) -> tuple[object, StageResult]:
     """Per-frame AutoencoderKL: reconstruction (MSE + L1) + a small KL term."""
     from jvideo.toyworld.dataset import sample_batch
-    vae = build_vae(preset)
     p = preset.vae
+    vae = build_vae(preset)
+    if p.init_logvar is not None:
+        init_vae_for_training(vae, p.init_logvar)
     stage = Stage("vae", out, vae, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule)
+    cell = preset.size // preset.latent_size
+    if p.colour_anchor and p.latent_channels < 3:
+        raise JVideoError("colour_anchor needs at least 3 latent channels")
     if resume:
         stage.resume()
 
@@ -149,7 +154,10 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
         posterior = vae.encode(x)
         recon = vae.decode(posterior.sample())
         err = recon - x
-        return weighted_mean(err * err + err.abs(), weight) + p.kl_weight * posterior.kl().mean()
+        loss = weighted_mean(err * err + err.abs(), weight) + p.kl_weight * posterior.kl().mean()
+        if p.colour_anchor:
+            loss = loss + p.colour_anchor * ((posterior.mean[:, :3] - average_pool(x, cell)) ** 2).mean()
+        return loss
 
     result = stage.run(loss_fn)
     if "latent_std" not in stage.extra:
@@ -160,6 +168,12 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
     vae.config.scaling_factor = vae.scaling_factor
     stage.save()
     return vae, result
+
+
+def average_pool(x, cell: int):
+    """(N, C, H, W) -> (N, C, H/cell, W/cell): mean over cell x cell blocks."""
+    n, c, h, w = x.shape
+    return x.reshape((n, c, h // cell, cell, w // cell, cell)).mean(dims=(3, 5))
 
 
 def object_weights(params: list, cell: int, object_weight: float) -> np.ndarray:

@@ -47,6 +47,22 @@ def init_for_training(dit: Latte) -> Latte:
     return dit
 
 
+def init_vae_for_training(vae: AutoencoderKL, logvar: float) -> AutoencoderKL:
+    """Start the posterior's log-variance at `logvar` everywhere (its rows of quant_conv zeroed,
+    bias = logvar). From the default (about 0, unit noise on latents of unit scale) the 1e-6 KL
+    leaves the noise there for thousands of steps, and the decoder learns to blur small objects
+    under it; a small start keeps the latent detailed, the KL still bounds it."""
+    import jittor as jt
+    if vae.quant_conv is None:
+        return vae
+    lc = vae.config.latent_channels
+    w, b = vae.quant_conv.weight.numpy(), vae.quant_conv.bias.numpy()
+    w[lc:], b[lc:] = 0.0, logvar
+    vae.quant_conv.weight.update(jt.array(w))
+    vae.quant_conv.bias.update(jt.array(b))
+    return vae
+
+
 def diffusion_schedule(preset: Preset):
     """v-prediction on a zero-terminal-SNR linear schedule with trailing DDIM steps: the last
     training step is pure noise, so sampling starts exactly where training did, and few steps
