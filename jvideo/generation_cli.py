@@ -109,7 +109,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
-    p.add_argument("--preset", default="tiny", help="tiny (2-core CPU; the shipped checkpoint), tiny-v2 (object-weighted losses, cosine rate; shipped beside tiny), small (bigger machines), test")
+    p.add_argument("--preset", default="tiny-v3",
+                   help="tiny-v3 (2-core CPU, 90 min; the shipped default), tiny (first recipe; shipped too), "
+                        "tiny-v2 (object-weighted losses), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--out", required=True, help="checkpoint folder")
@@ -126,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--frames", type=int, default=None, help="frames to generate (default: the checkpoint's)")
     g.add_argument("--steps", type=int, default=25, help="DDIM steps")
     g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
-    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: shipped tiny)")
+    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v3)")
     g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
 
