@@ -136,13 +136,13 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
     """Per-frame AutoencoderKL: reconstruction (MSE + L1) + a small KL term."""
     from jvideo.toyworld.dataset import sample_batch
     p = preset.vae
+    if p.colour_anchor and p.latent_channels < 3:
+        raise JVideoError("colour_anchor needs at least 3 latent channels")
+    cell = preset.size // preset.latent_size
     vae = build_vae(preset)
     if p.init_logvar is not None:
         init_vae_for_training(vae, p.init_logvar)
     stage = Stage("vae", out, vae, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule)
-    cell = preset.size // preset.latent_size
-    if p.colour_anchor and p.latent_channels < 3:
-        raise JVideoError("colour_anchor needs at least 3 latent channels")
     if resume:
         stage.resume()
 
