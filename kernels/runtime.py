@@ -230,6 +230,9 @@ def tame_compile_pool() -> None:
 
     def cleanup() -> None:
         pool = getattr(ju, "p", None)
+        if pool is None:
+            return
+        stop_worker_handler(pool)
         for worker in list(getattr(pool, "_pool", None) or []):
             if worker.is_alive():
                 worker.kill()     # compile workers hold nothing of ours
@@ -243,6 +246,23 @@ def tame_compile_pool() -> None:
     if getattr(ju, "p", None) is not None:   # the import compiled: its pool exists already
         atexit.unregister(original_cleanup)
         atexit.register(cleanup)
+
+
+def stop_worker_handler(pool) -> None:
+    """Stop a multiprocessing Pool's thread that replaces workers which exit.
+
+    Without this, the workers killed at exit were respawned within 0.1 s; multiprocessing's
+    own exit hook then joined a fresh worker it had not terminated, which waits for a task
+    forever: the process printed its result and never exited (CI timed out in set-up).
+    """
+    handler = getattr(pool, "_worker_handler", None)
+    if handler is None:
+        return
+    handler._state = "TERMINATE"          # multiprocessing.pool.TERMINATE
+    notifier = getattr(pool, "_change_notifier", None)
+    if notifier is not None:
+        notifier.put(None)                # wake it from its wait on the workers
+    handler.join(timeout=5)
 
 
 def restore_signal_handlers() -> None:

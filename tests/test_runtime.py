@@ -66,3 +66,18 @@ def test_a_killed_child_or_ctrl_c_does_not_kill_a_jittor_process():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["interrupt", "handled", "still", "alive"]
+
+
+def test_jittor_compile_pool_is_gone_at_exit_and_the_process_exits():
+    # The exit hook killed the pool's workers, its handler thread respawned them, and
+    # multiprocessing's own exit hook then waited forever on a fresh idle worker (CI hung
+    # after `python -m kernels.runtime warm` printed "ready").
+    import subprocess
+    import sys
+    code = ("import multiprocessing, time\nfrom kernels import runtime\njt = runtime.import_jittor()\n"
+            "import jittor_utils as ju\nassert ju.p is not None, 'no compile pool to test'\n"
+            "ju.pool_cleanup()\ntime.sleep(0.5)\n"
+            "print(len(multiprocessing.active_children()))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"
