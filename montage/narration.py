@@ -46,7 +46,7 @@ def synthesize(text: str, out: Path, voice: Voice) -> Path:
         raise MontageError("narration needs espeak-ng (apt-get install espeak-ng)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, txt = tempfile.mkstemp(prefix=".say.", suffix=".txt", dir=out.parent)
+    fd, txt = tempfile.mkstemp(prefix="jvideo-say-", suffix=".txt")   # not beside the output (kill -9)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.wav")

@@ -57,7 +57,9 @@ def write_storyboard(plan: Plan, path: Path, aspect: tuple[int, int] = (16, 9),
     sheet = Image.new("RGB", (cols * (cw + pad) + pad, rows * (ch + text_h + pad) + pad), (245, 245, 245))
     draw = ImageDraw.Draw(sheet)
     small = font(11)
-    with tempfile.TemporaryDirectory(prefix=".storyboard.", dir=Path(path).parent) as scratch:
+    # Scratch title cards live in the system's temp folder: a kill -9 must not leave them
+    # beside the user's film (nothing of ours would know to remove them).
+    with tempfile.TemporaryDirectory(prefix="jvideo-storyboard-") as scratch:
         for k, (unit, text, s) in enumerate(slots):
             x = pad + (k % cols) * (cw + pad)
             y = pad + (k // cols) * (ch + text_h + pad)

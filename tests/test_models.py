@@ -262,6 +262,42 @@ def test_latte_reference_tokens(latte_pair, tmp_path):
     assert max_err(again(x, t, text, reference=jt.array(ref), reference_mask=keep).numpy(), a) == 0.0
 
 
+def test_latte_pooled_conditioning(latte_pair, tmp_path):
+    """jvideo's adaLN extension: with its projections zeroed the model equals the plain one
+    (the pooled path only adds); the pooled caption ignores masked padding; a row whose
+    reference mask is 0 gives what the model gives without a reference; save/load keeps it."""
+    _, model, folder = latte_pair
+    raw = json.loads((folder / "config.json").read_text())
+    assert not model.config.pooled_conditioning and not hasattr(model, "pooled_caption_projection")
+    ours = models.Latte(models.LatteConfig.from_dict({**raw, "reference_tokens": True, "pooled_conditioning": True}))
+    ours.load_state_dict(model.state_dict())
+    rng = np.random.default_rng(8)
+    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
+    t = jt.array(np.array([300, 40]))
+    text = rng.standard_normal((2, 3, 12)).astype(np.float32)
+    plain = model(x, t, jt.array(text)).numpy()
+    last = ours.pooled_caption_projection.linear_2
+    saved = last.weight.numpy(), last.bias.numpy()
+    last.weight.update(jt.zeros(last.weight.shape))
+    last.bias.update(jt.zeros(last.bias.shape))
+    assert max_err(ours(x, t, jt.array(text)).numpy(), plain) <= 1e-5
+    last.weight.update(jt.array(saved[0]))
+    last.bias.update(jt.array(saved[1]))
+    pooled = ours(x, t, jt.array(text)).numpy()
+    assert max_err(pooled, plain) > 1e-2                       # the pooled caption is read
+    padded = np.concatenate([text, 50 * rng.standard_normal((2, 2, 12)).astype(np.float32)], axis=1)
+    mask = jt.array(np.array([[1, 1, 1, 0, 0]] * 2, np.float32))
+    assert max_err(ours(x, t, jt.array(padded), mask).numpy(), pooled) <= 1e-4
+    ref = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    keep = jt.array(np.array([1.0, 0.0], np.float32))
+    a = ours(x, t, jt.array(text), reference=jt.array(ref), reference_mask=keep).numpy()
+    b = ours(x, t, jt.array(text), reference=jt.array(ref + 3.0), reference_mask=keep).numpy()
+    assert max_err(a[0], b[0]) > 1e-2 and max_err(a[1], b[1]) == 0.0
+    assert max_err(a[1], pooled[1]) <= 1e-4
+    again = models.from_pretrained(models.save_pretrained(ours, tmp_path / "pooled"))
+    assert max_err(again(x, t, jt.array(text), reference=jt.array(ref), reference_mask=keep).numpy(), a) == 0.0
+
+
 def test_dit_label_dropout_is_shared_by_all_blocks(dit_pair):
     """Training-time label dropout happens once per sample, so with p=1 every block (and the
     final layer) sees the null class: the output equals eval mode with null labels."""

@@ -65,6 +65,8 @@ class DiTPreset:
     # Identity reference also as cross-attention tokens (LatteConfig.reference_tokens), besides
     # the clean reference latent at temporal position 0 that every preset uses.
     reference_tokens: bool = False
+    # Caption (and reference) pooled into the adaLN embedding (LatteConfig.pooled_conditioning).
+    pooled_conditioning: bool = False
     # Clips rendered and encoded once before DiT training (latents and references cached in
     # memory): the DiT step then costs only the DiT, not rendering and the VAE encoder.
     dataset_clips: int = 2000
@@ -146,6 +148,11 @@ PRESETS = {
     "tiny-v3": Preset("tiny-v3", vae=VAEPreset(channels=(16, 32, 64), latent_channels=6, steps=4000, object_weight=4.0,
                                                  init_logvar=-8.0, colour_anchor=1.0),
                       dit=DiTPreset(patch=4, steps=5000, object_weight=4.0, reference_tokens=True), lr_schedule="cosine"),
+    # tiny-v3 with the caption (and reference) pooled into every block's adaLN modulation.
+    "tiny-v4": Preset("tiny-v4", vae=VAEPreset(channels=(16, 32, 64), latent_channels=6, steps=4000, object_weight=4.0,
+                                                 init_logvar=-8.0, colour_anchor=1.0),
+                      dit=DiTPreset(patch=4, steps=5000, object_weight=4.0, reference_tokens=True,
+                                    pooled_conditioning=True), lr_schedule="cosine"),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),
@@ -156,7 +163,7 @@ PRESETS = {
                    vae=VAEPreset(channels=(8, 16), norm_groups=4, steps=3, batch=2, init_logvar=-8.0,
                                  colour_anchor=1.0),
                    dit=DiTPreset(heads=2, head_dim=8, layers=1, steps=3, batch=2, dataset_clips=4,
-                                 reference_tokens=True),
+                                 reference_tokens=True, pooled_conditioning=True),
                    checkpoint_every=2),
 }
 

@@ -130,8 +130,11 @@ class AdaLayerNormSingle(nn.Module):
         self.emb = PixArtTimestepEmbeddings(hidden)
         self.linear = nn.Linear(hidden, 6 * hidden)
 
-    def execute(self, t: jt.Var) -> tuple[jt.Var, jt.Var]:
+    def execute(self, t: jt.Var, extra: jt.Var | None = None) -> tuple[jt.Var, jt.Var]:
+        """extra (B, D), optional: more conditioning added to the embedded timestep."""
         embedded = self.emb(t)
+        if extra is not None:
+            embedded = embedded + extra
         return self.linear(nn.silu(embedded)), embedded
 
 

@@ -12,6 +12,11 @@ With `reference_tokens` (jvideo's identity conditioning, not in diffusers) a ref
 latent is patchified by the same patch embedding, tagged with a learnt `reference_embedding`
 and appended to the projected caption tokens: every spatial token can read the character's
 look in one cross-attention hop, wherever the character stands in the reference.
+
+With `pooled_conditioning` (also jvideo's) the caption's masked mean, and the reference
+tokens' mean where there is one, are projected and added to the timestep embedding, so every
+block's adaLN modulation carries them: DiT (Peebles & Xie) found adaLN conditioning learns
+far faster than cross-attention alone, which matters on a CPU budget.
 """
 from __future__ import annotations
 
@@ -55,6 +60,8 @@ class LatteConfig(ModelConfig):
     # jvideo's identity extension (absent from diffusers' configs, so off for their checkpoints):
     # the reference image's latent patches join the caption tokens as cross-attention context.
     reference_tokens: bool = False
+    # jvideo's extension: pooled caption (and reference) added to the adaLN timestep embedding.
+    pooled_conditioning: bool = False
 
     def validate(self, raw: dict) -> None:
         require(raw, "norm_type", ("ada_norm_single",), "LatteTransformer3DModel")
@@ -152,24 +159,43 @@ class Latte(nn.Module):
         self.caption_projection = CaptionProjection(cfg.caption_channels, d)
         if cfg.reference_tokens:
             self.reference_embedding = jt.zeros((1, 1, d))
+        if cfg.pooled_conditioning:
+            self.pooled_caption_projection = CaptionProjection(cfg.caption_channels, d)
+            if cfg.reference_tokens:
+                self.pooled_reference_projection = nn.Linear(d, d)
         temp = sincos_1d(d, np.arange(cfg.video_length)).astype(np.float32)
         self._temp_pos_embed = jt.array(temp[None]).stop_grad()        # (1, video_length, D)
 
-    def reference_context(self, text: jt.Var, text_mask: jt.Var | None, reference: jt.Var,
-                          reference_mask: jt.Var) -> tuple[jt.Var, jt.Var]:
-        """Caption tokens (B, S, D) and the reference latent's tokens (B, N, D) as one context.
-
-        reference (B, C, H, W) latent; reference_mask (B,) 1 where the row has a reference, 0
-        where it has none (its tokens are then masked out: text-only generation).
-        """
+    def reference_tokens(self, reference: jt.Var) -> jt.Var:
+        """reference latent (B, C, H, W) -> its tagged patch tokens (B, N, D)."""
         if not self.config.reference_tokens:
             raise ValueError("this Latte was built without reference_tokens")
+        return self.pos_embed(reference) + self.reference_embedding
+
+    def reference_context(self, text: jt.Var, text_mask: jt.Var | None, refs: jt.Var,
+                          reference_mask: jt.Var) -> tuple[jt.Var, jt.Var]:
+        """Caption tokens (B, S, D) and the reference tokens (B, N, D) as one context.
+
+        reference_mask (B,) is 1 where the row has a reference, 0 where it has none (its tokens
+        are then masked out: text-only generation).
+        """
         b = text.shape[0]
-        refs = self.pos_embed(reference) + self.reference_embedding            # (B, N, D)
         context = jt.concat([self.caption_projection(text), refs], dim=1)
         text_mask = jt.ones((b, text.shape[1])) if text_mask is None else text_mask
         ref_mask = reference_mask.float32().reshape((b, 1)).broadcast((b, refs.shape[1]))
         return context, jt.concat([text_mask.float32(), ref_mask], dim=1)
+
+    def pooled_embedding(self, text: jt.Var, text_mask: jt.Var | None, refs: jt.Var | None,
+                         reference_mask: jt.Var | None) -> jt.Var:
+        """(B, D) added to the timestep embedding: masked mean caption, plus mean reference."""
+        b, s = text.shape[0], text.shape[1]
+        weights = jt.ones((b, s)) if text_mask is None else text_mask.float32()
+        weights = weights / weights.sum(dim=1, keepdims=True).maximum(1.0)
+        pooled = self.pooled_caption_projection((text * weights.unsqueeze(2)).sum(dim=1, keepdims=True))[:, 0]
+        if refs is not None:
+            keep = reference_mask.float32().reshape((b, 1))
+            pooled = pooled + self.pooled_reference_projection(refs.mean(dim=1)) * keep
+        return pooled
 
     def execute(self, x: jt.Var, t: jt.Var, text: jt.Var, text_mask: jt.Var | None = None,
                 enable_temporal: bool = True, reference: jt.Var | None = None,
@@ -182,9 +208,12 @@ class Latte(nn.Module):
         x = x.permute(0, 2, 1, 3, 4).reshape((b * frames, x.shape[1], h, w))
         tokens = self.pos_embed(x)                                    # (B*T, N, D)
         n = tokens.shape[1]
-        t6, t_emb = self.adaln_single(t)                              # (B, 6D), (B, D)
-        if reference is not None:
-            context, text_mask = self.reference_context(text, text_mask, reference, reference_mask)
+        refs = self.reference_tokens(reference) if reference is not None else None   # (B, N, D)
+        extra = (self.pooled_embedding(text, text_mask, refs, reference_mask)
+                 if self.config.pooled_conditioning else None)
+        t6, t_emb = self.adaln_single(t, extra)                       # (B, 6D), (B, D)
+        if refs is not None:
+            context, text_mask = self.reference_context(text, text_mask, refs, reference_mask)
         else:
             context = self.caption_projection(text)
         context = repeat_rows(context, frames)                         # (B*T, S, D)
