@@ -111,7 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
     p.add_argument("--preset", default="tiny-v3",
                    help="tiny-v3 (2-core CPU, 90 min; the shipped default), tiny (first recipe; shipped too), "
-                        "tiny-v2 (object-weighted losses), small (bigger machines), test")
+                        "tiny-v2 (object-weighted losses), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
+                        "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--out", required=True, help="checkpoint folder")
