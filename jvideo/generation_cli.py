@@ -26,7 +26,7 @@ def run_train(args: argparse.Namespace) -> int:
         if writer:
             sweep_temporary_files(out)             # left by a run that was killed
         from jvideo.generation.train import train
-        results = train(args.preset, out, steps=args.steps, resume=args.resume)
+        results = train(args.preset, out, steps=args.steps, resume=args.resume, vae_from=args.vae_from)
     from jvideo import distributed as dist
     if not dist.is_main():
         return 0  # under mpirun rank 0 reports for all
@@ -112,9 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="tiny-v3",
                    help="tiny-v3 (2-core CPU, 90 min; the shipped default), tiny (first recipe; shipped too), "
                         "tiny-v2 (object-weighted losses), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
+                        "tiny-v5 (tiny-v4 + joint image-video training), "
                         "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--vae-from", default=None, metavar="CHECKPOINT",
+                   help="take the finished VAE of this checkpoint (same VAE preset) and train only the DiT")
     p.add_argument("--out", required=True, help="checkpoint folder")
     p.set_defaults(func=run_train)
 

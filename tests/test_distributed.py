@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -239,6 +240,10 @@ def test_batch_that_does_not_split_over_ranks_is_one_clear_error():
     assert get_preset("tiny").dit.batch == tiny.dit.batch   # the shared preset is not changed
     with pytest.raises(JVideoError, match="cannot be split over 3 processes"):
         per_rank_preset(tiny, 3)
+    joint = get_preset("tiny-v5")   # joint image-video training: the image batch splits too
+    assert per_rank_preset(joint, 4).dit.image_batch == joint.dit.image_batch // 4
+    with pytest.raises(JVideoError, match="image batch .* cannot be split over 3 processes"):
+        per_rank_preset(replace(joint, vae=replace(joint.vae, batch=12), dit=replace(joint.dit, batch=6)), 3)
 
 
 def test_prompts_file_errors_are_one_line(tmp_path):

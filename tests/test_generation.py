@@ -42,6 +42,29 @@ def test_resume_continues_from_the_saved_step(checkpoint, tmp_path):
     assert after["step"] == 3 and after["losses"][:2] == before
 
 
+def test_vae_from_reuses_a_finished_vae_and_trains_only_the_dit(checkpoint, tmp_path, capsys):
+    from safetensors.numpy import load_file
+    from jvideo.generation.presets import SHIPPED_CHECKPOINT
+    out = tmp_path / "dit-only"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    weights = "vae/diffusion_pytorch_model.safetensors"
+    ours, theirs = load_file(str(out / weights)), load_file(str(checkpoint / weights))
+    assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    vae_state = json.loads((out / "state" / "vae.json").read_text())
+    assert vae_state["done"] and vae_state["losses"] == [] and vae_state["extra"]["reused_from"] == str(checkpoint)
+    assert json.loads((out / "state" / "dit.json").read_text())["step"] == 2 and (out / "loss.png").exists()
+    # --resume continues such a run like any other (the VAE stays the reused one).
+    assert cli.main(["train", "--preset", "test", "--steps", "3", "--resume", "--out", str(out)]) == 0
+    assert np.array_equal(load_file(str(out / weights))["quant_conv.weight"], theirs["quant_conv.weight"])
+    capsys.readouterr()
+    # A VAE built otherwise (the shipped 64x64 one under the 32x32 test preset) is refused.
+    assert cli.main(["train", "--preset", "test", "--vae-from", str(SHIPPED_CHECKPOINT), "--out",
+                     str(tmp_path / "other")]) == 2
+    assert "cannot be reused" in capsys.readouterr().err
+    assert cli.main(["train", "--preset", "test", "--vae-from", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not a jvideo training checkpoint" in capsys.readouterr().err
+
+
 def test_training_refuses_to_overwrite_a_run(checkpoint, capsys):
     assert cli.main(["train", "--preset", "test", "--steps", "2", "--out", str(checkpoint)]) == 2
     assert "--resume" in capsys.readouterr().err

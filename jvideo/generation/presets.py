@@ -67,6 +67,13 @@ class DiTPreset:
     reference_tokens: bool = False
     # Caption (and reference) pooled into the adaLN embedding (LatteConfig.pooled_conditioning).
     pooled_conditioning: bool = False
+    # Joint image-video training (as Latte does): every `image_every`-th step trains on
+    # `image_batch` single frames (each with its clip's reference at position 0) instead of
+    # `batch` clips. 64 frames cost about what 8 clips do (2 temporal positions against 17), so
+    # the spatial blocks, the text and the reference tokens see 8x more looks per step; motion
+    # still comes from the clip steps. 0: clips only.
+    image_every: int = 0
+    image_batch: int = 0
     # Clips rendered and encoded once before DiT training (latents and references cached in
     # memory): the DiT step then costs only the DiT, not rendering and the VAE encoder.
     dataset_clips: int = 2000
@@ -105,11 +112,13 @@ class Preset:
             raise JVideoError(f"preset.json does not describe a jvideo preset ({err})") from None
         for part in (preset, vae, dit):
             _check_fields(part)
+        if dit.image_every and not dit.image_batch:
+            raise JVideoError("preset.json: image_every needs an image_batch")
         return preset
 
 
 _MAY_BE_ZERO = {"seed", "text_dropout", "reference_dropout", "p_named", "kl_weight", "object_weight",
-                "colour_anchor"}
+                "colour_anchor", "image_every", "image_batch"}
 
 
 def _check_fields(obj) -> None:
@@ -152,6 +161,9 @@ PRESETS = {
     "tiny-v3": _TINY_V3,
     # tiny-v3 with one change: the caption (and reference) pooled into every block's adaLN.
     "tiny-v4": replace(_TINY_V3, name="tiny-v4", dit=replace(_TINY_V3.dit, pooled_conditioning=True)),
+    # tiny-v4 with joint image-video training: every other step is 64 single frames.
+    "tiny-v5": replace(_TINY_V3, name="tiny-v5", dit=replace(_TINY_V3.dit, pooled_conditioning=True,
+                                                             image_every=2, image_batch=64)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),
@@ -162,7 +174,7 @@ PRESETS = {
                    vae=VAEPreset(channels=(8, 16), norm_groups=4, steps=3, batch=2, init_logvar=-8.0,
                                  colour_anchor=1.0),
                    dit=DiTPreset(heads=2, head_dim=8, layers=1, steps=3, batch=2, dataset_clips=4,
-                                 reference_tokens=True, pooled_conditioning=True),
+                                 reference_tokens=True, pooled_conditioning=True, image_every=2, image_batch=4),
                    checkpoint_every=2),
 }
 

@@ -24,7 +24,8 @@ from kernels import runtime
 from . import state as st
 from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs
 from .presets import Preset, get_preset
-from .world_model import build_dit, build_vae, diffusion_schedule, init_for_training, init_vae_for_training
+from .world_model import (build_dit, build_vae, diffusion_schedule, init_for_training, init_vae_for_training,
+                          vae_config)
 
 jt = runtime.import_jittor()
 
@@ -145,6 +146,8 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
     stage = Stage("vae", out, vae, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule)
     if resume:
         stage.resume()
+    if "reused_from" in stage.extra:
+        stage.steps = stage.step   # another checkpoint's VAE (adopt_vae): never trained here
 
     def loss_fn(step: int):
         batch = sample_batch(rng, max(1, p.batch // 4), frames=4, size=preset.size)
@@ -281,25 +284,55 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         stage.resume()
 
     def loss_fn(step: int):
-        idx = rng.integers(0, len(data["params"]), size=p.batch)
+        images = bool(p.image_every) and step % p.image_every == p.image_every - 1
+        n = p.image_batch if images else p.batch
+        idx = rng.integers(0, len(data["params"]), size=n)
         captions = [("" if rng.random() < p.text_dropout else caption(data["params"][i], rng, "train")) for i in idx]
-        keep = (rng.random(p.batch) >= p.reference_dropout).astype(np.float32)
-        x0 = jt.array(data["latents"][idx])
+        keep = (rng.random(n) >= p.reference_dropout).astype(np.float32)
+        latents, weights = data["latents"][idx], data["weights"][idx]       # (n, c, T, h, w), (n, 1, T, h, w)
+        if images:   # one random frame of each clip: (n, c, 1, h, w)
+            frame = rng.integers(0, latents.shape[2], size=n)
+            latents, weights = (a[np.arange(n), :, frame][:, :, None] for a in (latents, weights))
+        x0 = jt.array(np.ascontiguousarray(latents))
         ref = jt.array(data["references"][idx] * keep[:, None, None, None, None])
         emb, mask = text.encode(captions)
-        t = rng.integers(0, preset.timesteps, size=p.batch)
+        t = rng.integers(0, preset.timesteps, size=n)
         noise = jt.randn(x0.shape)
         xt = schedule.add_noise(x0, noise, t)
         pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
                    **reference_kwargs(dit, ref, keep))
         target = schedule.velocity(x0, noise, t)
         err = pred[:, :, 1:] - target
-        return weighted_mean(err * err, jt.array(data["weights"][idx]))
+        return weighted_mean(err * err, jt.array(np.ascontiguousarray(weights)))
 
     return stage.run(loss_fn)
 
 
-def plot_losses(out: Path) -> Path:
+def adopt_vae(preset: Preset, out: Path, checkpoint: Path) -> None:
+    """Make `checkpoint`'s finished VAE this run's VAE stage (saved as done, fresh AdamW
+    moments, no losses), so that only the DiT trains: a DiT recipe can be tried without
+    retraining a VAE it does not change. The VAE settings and frame size must be the preset's."""
+    from jvideo.models import from_pretrained, load_state_dict
+    from jvideo.models.loading import state_dict_numpy
+    saved = checkpoint / "preset.json"
+    if not saved.is_file() or not (checkpoint / "vae").is_dir():
+        raise JVideoError(f"--vae-from {checkpoint}: not a jvideo training checkpoint (no preset.json and vae/)")
+    theirs = Preset.from_dict(st.read_json(saved))
+    if vae_config(theirs) != vae_config(preset):
+        raise JVideoError(f"--vae-from {checkpoint}: its VAE ({theirs.name}) is not built like the {preset.name} "
+                          "preset's (channels, latent channels, frame size); it cannot be reused")
+    vae = build_vae(preset)
+    reused = from_pretrained(checkpoint / "vae")
+    load_state_dict(vae, state_dict_numpy(reused), str(checkpoint / "vae"))
+    stage = Stage("vae", out, vae, preset.vae.lr, preset.vae.steps, preset.checkpoint_every)
+    stage.step = preset.vae.steps
+    stage.extra = {"latent_std": 1.0 / float(reused.config.scaling_factor), "reused_from": str(checkpoint),
+                   "reused_preset": theirs.name}
+    vae.scaling_factor = vae.config.scaling_factor = reused.config.scaling_factor
+    stage.save()
+
+
+def plot_losses(out: Path, preset: Preset) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -309,11 +342,23 @@ def plot_losses(out: Path) -> Path:
         if not path.exists():
             ax.set_visible(False)
             continue
-        losses = np.asarray(st.read_json(path)["losses"])
-        k = max(1, len(losses) // 100)
-        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        ax.plot(losses, alpha=0.3, label="per step")
-        ax.plot(np.arange(len(smooth)) + k - 1, smooth, label=f"mean of {k}")
+        data = st.read_json(path)
+        losses = np.asarray(data["losses"])
+        if not len(losses):   # a reused VAE (adopt_vae) has no losses of its own here
+            ax.text(0.5, 0.5, f"reused from\n{data.get('extra', {}).get('reused_from', '?')}",
+                    ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(f"{stage}")
+            continue
+        every = preset.dit.image_every if stage == "dit" else 0
+        # Joint image-video training: single-frame steps have their own (higher) loss level.
+        kinds = ([("clip steps", np.delete(losses, np.s_[every - 1::every])), ("image steps", losses[every - 1::every])]
+                 if every else [("per step", losses)])
+        for label, part in kinds:
+            k = max(1, len(part) // 100)
+            smooth = np.convolve(part, np.ones(k) / k, mode="valid")
+            line, = ax.plot(np.linspace(0, len(losses), len(part)), part, alpha=0.3, label=label)
+            ax.plot(np.linspace(0, len(losses), len(part))[k - 1:], smooth, color=line.get_color(),
+                    label=f"{label}, mean of {k}")
         ax.set_yscale("log")
         ax.set_title(f"{stage} loss")
         ax.set_xlabel("step")
@@ -335,6 +380,10 @@ def per_rank_preset(preset: Preset, ranks: int) -> Preset:
             raise JVideoError(f"the {preset.name} preset's {name} batch ({stage.batch}) cannot be split over "
                               f"{ranks} processes; use a number of processes that divides it")
         stage.batch //= ranks
+    if local.dit.image_batch % ranks:
+        raise JVideoError(f"the {preset.name} preset's image batch ({preset.dit.image_batch}) cannot be split over "
+                          f"{ranks} processes; use a number of processes that divides it")
+    local.dit.image_batch //= ranks
     # The VAE step draws whole clips of 4 frames (batch // 4 of them, at least one).
     if ranks > 1 and preset.vae.batch >= 4 and (preset.vae.batch // 4) % ranks:
         raise JVideoError(f"the {preset.name} preset's VAE batch of {preset.vae.batch // 4} clips cannot be split "
@@ -342,8 +391,10 @@ def per_rank_preset(preset: Preset, ranks: int) -> Preset:
     return local
 
 
-def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = False) -> list[StageResult]:
-    """Train both stages; `steps` overrides both stages' step counts.
+def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = False,
+          vae_from: Path | None = None) -> list[StageResult]:
+    """Train both stages; `steps` overrides both stages' step counts. With `vae_from` (a
+    checkpoint with the same VAE preset) its VAE is taken as the finished first stage.
 
     Under mpirun (data parallel) each rank draws its own samples, batch / ranks per step, and
     Jittor's optimizer averages the gradients, so a step sees the preset's global batch. Rank 0
@@ -368,6 +419,8 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
         elif not resume and (out / "state").exists():
             raise JVideoError(f"{out} already holds a training run: pass --resume to continue it, or pick a new --out")
         st.write_json(saved, preset.to_dict())   # the global preset, whatever the number of ranks
+        if vae_from is not None and not (out / "state" / "vae.json").exists():
+            adopt_vae(preset, out, Path(vae_from))
         dit_state = out / "state" / "dit.json"
         return len(st.read_json(dit_state)["losses"]) if resume and dit_state.exists() else 0
 
@@ -375,9 +428,9 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
     # Rank 0 draws what a one-process run draws; every other rank its own stream.
     rng = np.random.default_rng(seed if world.rank == 0 else [seed, world.rank])
     jt.set_global_seed(preset.seed)   # Jittor adds 2591 * rank: each rank its own noise
-    vae, vae_result = train_vae(local, out, resume, rng)
+    vae, vae_result = train_vae(local, out, resume or vae_from is not None, rng)
     dit_result = train_dit(local, vae, out, resume, rng)
     if world.is_main:
-        plot_losses(out)
+        plot_losses(out, preset)
     dist.barrier()
     return [vae_result, dit_result]
