@@ -31,6 +31,9 @@ def run_train(args: argparse.Namespace) -> int:
     if not dist.is_main():
         return 0  # under mpirun rank 0 reports for all
     for r in results:
+        if r.reused_from:
+            print(f"{r.stage}: reused from {r.reused_from} (not trained in this run)")
+            continue
         print(f"{r.stage}: {r.steps} steps, final loss {r.final_loss:.4f}, {r.seconds / 60:.1f} min this run")
     print(f"checkpoint: {args.out}  (loss curves: {Path(args.out) / 'loss.png'})")
     return 0
@@ -109,10 +112,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
-    p.add_argument("--preset", default="tiny-v3",
-                   help="tiny-v3 (2-core CPU, 90 min; the shipped default), tiny (first recipe; shipped too), "
-                        "tiny-v2 (object-weighted losses), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
-                        "tiny-v5 (tiny-v4 + joint image-video training), "
+    p.add_argument("--preset", default="tiny-v5",
+                   help="tiny-v5 (2-core CPU, under 90 min; the shipped default), tiny (first recipe; shipped too), "
+                        "tiny-v2 (object-weighted losses), tiny-v3 (4x VAE, reference tokens), "
+                        "tiny-v4 (tiny-v3 + pooled adaLN conditioning), tiny-v5 (tiny-v4 + joint image-video training), "
                         "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -132,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--frames", type=int, default=None, help="frames to generate (default: the checkpoint's)")
     g.add_argument("--steps", type=int, default=25, help="DDIM steps")
     g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
-    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v3)")
+    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v5)")
     g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
 

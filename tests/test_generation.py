@@ -47,6 +47,7 @@ def test_vae_from_reuses_a_finished_vae_and_trains_only_the_dit(checkpoint, tmp_
     from jvideo.generation.presets import SHIPPED_CHECKPOINT
     out = tmp_path / "dit-only"
     assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    assert f"vae: reused from {checkpoint}" in capsys.readouterr().out
     weights = "vae/diffusion_pytorch_model.safetensors"
     ours, theirs = load_file(str(out / weights)), load_file(str(checkpoint / weights))
     assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)

@@ -36,6 +36,7 @@ class StageResult:
     steps: int
     seconds: float
     final_loss: float
+    reused_from: str | None = None   # a stage taken from another checkpoint (--vae-from)
 
 
 def _progress(total: int, initial: int, desc: str):
@@ -163,6 +164,7 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
         return loss
 
     result = stage.run(loss_fn)
+    result.reused_from = stage.extra.get("reused_from")
     if "latent_std" not in stage.extra:
         # Rank 0's measure on every rank: the latents' scale must be the same everywhere.
         stage.extra["latent_std"] = dist.broadcast_json(measure_latent_std(vae, preset, rng))
@@ -348,6 +350,7 @@ def plot_losses(out: Path, preset: Preset) -> Path:
             ax.text(0.5, 0.5, f"reused from\n{data.get('extra', {}).get('reused_from', '?')}",
                     ha="center", va="center", transform=ax.transAxes)
             ax.set_title(f"{stage}")
+            ax.set_axis_off()
             continue
         every = preset.dit.image_every if stage == "dit" else 0
         # Joint image-video training: single-frame steps have their own (higher) loss level.
