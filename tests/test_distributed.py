@@ -258,3 +258,21 @@ def test_prompts_file_errors_are_one_line(tmp_path):
                               timeout=TIMEOUT)
         assert proc.returncode == 2
         assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@needs_mpirun
+def test_distributed_benchmark_quick_run_reports_every_run(tmp_path):
+    """`jvideo bench distributed --quick`: a plain process, mpirun -np 1 and -np 2 for training
+    and generation, each timed after its warm-up; the summary is computed from those runs."""
+    report = tmp_path / "bench.json"
+    proc = run([sys.executable, "-m", "cli", "bench", "distributed", "--quick", "--json", str(report)])
+    assert "scaling efficiency" in proc.stdout
+    data = json.loads(report.read_text())
+    for task in ("train", "generate"):
+        runs = {r["label"]: r for r in data["runs"] if r["task"] == task}
+        assert set(runs) == {"1 process", "mpirun -np 1", "mpirun -np 2"}
+        assert all(r["seconds"] > 0 and r["per_second"] == pytest.approx(r["items"] / r["seconds"], rel=0.02)
+                   for r in runs.values())
+        assert len(runs["mpirun -np 2"]["cpu_seconds"]) == 2
+        one, two = runs["mpirun -np 1"]["per_second"], runs["mpirun -np 2"]["per_second"]
+        assert data[task]["speedup_vs_one_rank"] == pytest.approx(two / one, rel=0.02)
