@@ -278,7 +278,40 @@ def restore_signal_handlers() -> None:
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set from the main thread
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
+    if sys.unraisablehook is not _quiet_swallowed_interrupt:
+        global _previous_unraisablehook
+        _previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _quiet_swallowed_interrupt
+
+
+_interrupted = False
+
+
+def _on_sigint(signum, frame) -> None:
+    """Python's own Ctrl-C (KeyboardInterrupt), remembered: when the exception lands inside a
+    callback whose errors Python only prints ('Exception ignored in ...': a weakref callback of
+    the import machinery, a __del__), it is lost; `raise_if_interrupted` raises it again."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+_previous_unraisablehook = sys.unraisablehook
+
+
+def _quiet_swallowed_interrupt(unraisable) -> None:
+    """A swallowed Ctrl-C is not an error to print (a traceback on a clean interrupt): the next
+    `raise_if_interrupted` raises it. Anything else goes to the previous hook."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    _previous_unraisablehook(unraisable)
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C came and was swallowed; long loops call it each step."""
+    if _interrupted:
+        raise KeyboardInterrupt
 
 
 def warm() -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from jvideo import distributed as dist
 from jvideo.errors import JVideoError
+from kernels import runtime
 
 
 def generate_shots(generator, prompts: list[str], references: list[np.ndarray | None], seeds: list[int],
@@ -46,6 +47,7 @@ def generate_shots(generator, prompts: list[str], references: list[np.ndarray | 
     bar = _bar(stop - start, world, progress)
     try:
         for i in range(start, stop):
+            runtime.raise_if_interrupted()
             mine.append(generator.generate(prompts[i], references[i], seed=int(seeds[i]), frames=frames,
                                            steps=steps, cfg=cfg))
             bar.update(1)

@@ -112,6 +112,7 @@ class Stage:
         self.model.train()
         with _progress(self.steps, self.step, self.name) as bar:
             while self.step < self.steps:
+                runtime.raise_if_interrupted()
                 if self.schedule == "cosine":
                     self.optimizer.lr = learning_rate(self.base_lr, self.step, self.steps)
                 loss = loss_fn(self.step)
