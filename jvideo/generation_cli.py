@@ -113,9 +113,9 @@ def run_eval(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
     p.add_argument("--preset", default="tiny-v5",
-                   help="tiny-v5 (2-core CPU, under 90 min; the shipped default), tiny (first recipe; shipped too), "
-                        "tiny-v2 (object-weighted losses), tiny-v3 (4x VAE, reference tokens), "
-                        "tiny-v4 (tiny-v3 + pooled adaLN conditioning), tiny-v5 (tiny-v4 + joint image-video training), "
+                   help="tiny-v5 (tiny-v4 + joint image-video training; 2-core CPU, under 90 min; the shipped "
+                        "default), tiny (first recipe; shipped too), tiny-v2 (object-weighted losses), "
+                        "tiny-v3 (4x VAE, reference tokens), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
                         "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

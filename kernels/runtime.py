@@ -273,14 +273,14 @@ def restore_signal_handlers() -> None:
     clean-up: temporary files stay behind and the exit looks like a crash. Python's defaults
     give KeyboardInterrupt (handled by the CLI) and ignore children's deaths.
     """
+    global _previous_unraisablehook
     import signal
     import threading
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set from the main thread
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, _on_sigint)
-    if sys.unraisablehook is not _quiet_swallowed_interrupt:
-        global _previous_unraisablehook
+    if sys.unraisablehook is not _quiet_swallowed_interrupt:   # keep any hook set before (pytest's)
         _previous_unraisablehook = sys.unraisablehook
         sys.unraisablehook = _quiet_swallowed_interrupt
 

@@ -79,6 +79,10 @@ class DiTPreset:
     # memory): the DiT step then costs only the DiT, not rendering and the VAE encoder.
     dataset_clips: int = 2000
 
+    def is_image_step(self, step: int) -> bool:
+        """Whether training step `step` (from 0) is an image step: the last of every image_every."""
+        return bool(self.image_every) and step % self.image_every == self.image_every - 1
+
 
 @dataclass
 class Preset:

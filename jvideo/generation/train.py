@@ -57,6 +57,16 @@ def learning_rate(base: float, step: int, steps: int, warmup: int = 50, floor: f
     return base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * min(1.0, progress))))
 
 
+def load_weights(model, folder: Path):
+    """Copy the weights saved in `folder` (save_pretrained's layout) into `model`; returns the
+    saved model as loaded (its config too)."""
+    from jvideo.models import from_pretrained, load_state_dict
+    from jvideo.models.loading import state_dict_numpy
+    saved = from_pretrained(folder)
+    load_state_dict(model, state_dict_numpy(saved), str(folder))
+    return saved
+
+
 class Stage:
     """One training stage with its own AdamW, checkpointing and resume."""
 
@@ -87,11 +97,8 @@ class Stage:
     def _load(self) -> dict | None:
         if not self.state_path.exists():
             return None
-        from jvideo.models import from_pretrained, load_state_dict
-        from jvideo.models.loading import state_dict_numpy
         data = st.read_json(self.state_path)
-        saved = from_pretrained(self.out / self.name)
-        load_state_dict(self.model, state_dict_numpy(saved), str(self.out / self.name))
+        load_weights(self.model, self.out / self.name)
         st.load_optimizer_moments(self.optimizer, st.load_moments(self.state_path.with_suffix(".moments.safetensors")))
         return data
 
@@ -287,15 +294,16 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         stage.resume()
 
     def loss_fn(step: int):
-        images = bool(p.image_every) and step % p.image_every == p.image_every - 1
+        images = p.is_image_step(step)
         n = p.image_batch if images else p.batch
         idx = rng.integers(0, len(data["params"]), size=n)
         captions = [("" if rng.random() < p.text_dropout else caption(data["params"][i], rng, "train")) for i in idx]
         keep = (rng.random(n) >= p.reference_dropout).astype(np.float32)
-        latents, weights = data["latents"][idx], data["weights"][idx]       # (n, c, T, h, w), (n, 1, T, h, w)
-        if images:   # one random frame of each clip: (n, c, 1, h, w)
-            frame = rng.integers(0, latents.shape[2], size=n)
-            latents, weights = (a[np.arange(n), :, frame][:, :, None] for a in (latents, weights))
+        if images:   # one random frame of each clip: (n, c, 1, h, w) and (n, 1, 1, h, w)
+            frame = rng.integers(0, data["latents"].shape[2], size=n)
+            latents, weights = (data[k][idx, :, frame][:, :, None] for k in ("latents", "weights"))
+        else:        # whole clips: (n, c, T, h, w) and (n, 1, T, h, w)
+            latents, weights = data["latents"][idx], data["weights"][idx]
         x0 = jt.array(np.ascontiguousarray(latents))
         ref = jt.array(data["references"][idx] * keep[:, None, None, None, None])
         emb, mask = text.encode(captions)
@@ -315,8 +323,6 @@ def adopt_vae(preset: Preset, out: Path, checkpoint: Path) -> None:
     """Make `checkpoint`'s finished VAE this run's VAE stage (saved as done, fresh AdamW
     moments, no losses), so that only the DiT trains: a DiT recipe can be tried without
     retraining a VAE it does not change. The VAE settings and frame size must be the preset's."""
-    from jvideo.models import from_pretrained, load_state_dict
-    from jvideo.models.loading import state_dict_numpy
     saved = checkpoint / "preset.json"
     if not saved.is_file() or not (checkpoint / "vae").is_dir():
         raise JVideoError(f"--vae-from {checkpoint}: not a jvideo training checkpoint (no preset.json and vae/)")
@@ -325,12 +331,10 @@ def adopt_vae(preset: Preset, out: Path, checkpoint: Path) -> None:
         raise JVideoError(f"--vae-from {checkpoint}: its VAE ({theirs.name}) is not built like the {preset.name} "
                           "preset's (channels, latent channels, frame size); it cannot be reused")
     vae = build_vae(preset)
-    reused = from_pretrained(checkpoint / "vae")
-    load_state_dict(vae, state_dict_numpy(reused), str(checkpoint / "vae"))
+    reused = load_weights(vae, checkpoint / "vae")
     stage = Stage("vae", out, vae, preset.vae.lr, preset.vae.steps, preset.checkpoint_every)
     stage.step = preset.vae.steps
-    stage.extra = {"latent_std": 1.0 / float(reused.config.scaling_factor), "reused_from": str(checkpoint),
-                   "reused_preset": theirs.name}
+    stage.extra = {"latent_std": 1.0 / float(reused.config.scaling_factor), "reused_from": str(checkpoint)}
     vae.scaling_factor = vae.config.scaling_factor = reused.config.scaling_factor
     stage.save()
 
@@ -353,10 +357,9 @@ def plot_losses(out: Path, preset: Preset) -> Path:
             ax.set_title(f"{stage}")
             ax.set_axis_off()
             continue
-        every = preset.dit.image_every if stage == "dit" else 0
         # Joint image-video training: single-frame steps have their own (higher) loss level.
-        kinds = ([("clip steps", np.delete(losses, np.s_[every - 1::every])), ("image steps", losses[every - 1::every])]
-                 if every else [("per step", losses)])
+        image = np.array([stage == "dit" and preset.dit.is_image_step(s) for s in range(len(losses))], bool)
+        kinds = [("clip steps", losses[~image]), ("image steps", losses[image])] if image.any() else [("per step", losses)]
         for label, part in kinds:
             k = max(1, len(part) // 100)
             smooth = np.convolve(part, np.ones(k) / k, mode="valid")
