@@ -158,7 +158,9 @@ def analyse_video(path: str | Path, cfg: IndexConfig, info: video.VideoInfo | No
 
 def _write_jpeg(rgb: np.ndarray, out: Path) -> None:
     from PIL import Image
-    tmp = out.with_name(f".{out.stem}.tmp.jpg")
+    # Two copies of one video share a content key, so two decode threads may write the same
+    # thumbnail at once: each needs its own temporary name.
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.{threading.get_ident()}.tmp.jpg")
     Image.fromarray(rgb).save(tmp, "JPEG", quality=85)
     os.replace(tmp, out)
 

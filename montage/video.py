@@ -209,16 +209,3 @@ def read_frames(info: VideoInfo, sample_fps: float, width: int = 160, threads: i
     """All sampled frames at once: (T, H, W, 3) uint8."""
     batches = list(decode_frames(info, sample_fps, width, threads))
     return np.concatenate(batches) if batches else np.zeros((0, 2, 2, 3), np.uint8)
-
-
-def extract_frame(path: str | Path, t: float, out_jpg: str | Path, width: int = 320) -> None:
-    """Write one frame at time t (seconds) as a JPEG `width` px wide (atomically)."""
-    out_jpg = Path(out_jpg)
-    tmp = out_jpg.with_name(f".{out_jpg.stem}.tmp.jpg")
-    cmd = [executable("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{max(0.0, t):.3f}",
-           "-i", file_arg(path), "-frames:v", "1", "-vf", f"scale={width}:-2", "-q:v", "4", file_arg(tmp)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        raise MontageError(f"cannot extract a frame of {path} at {t:.2f}s")
-    tmp.replace(out_jpg)

@@ -224,3 +224,29 @@ def test_odd_file_names(tmp_path, bank):
     with Library.open(tmp_path / "lib") as lib:
         shot, = lib.shots()
         assert shot.source == str(folder / name) and shot.text.startswith("colour bars")
+
+
+def test_thumbnails_written_at_once_by_many_threads(tmp_path):
+    """Copies of one video share a content key, so decode threads can write the same thumbnail
+    together (seen once in CI: a shared temporary name was renamed away under the other
+    writer). Every write must land and leave no temporary behind."""
+    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+    frame = np.full((24, 32, 3), 128, np.uint8)
+    out = tmp_path / "k_0000.jpg"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: indexer._write_jpeg(frame, out), range(400)))
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["k_0000.jpg"]
+
+
+def test_identical_copies_index_side_by_side(tmp_path, bank):
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    for i in range(4):
+        shutil.copy(bank["testsrc"], folder / f"copy{i}.mp4")
+    report = index_folder(folder, tmp_path / "lib", indexer.IndexConfig(workers=4), progress=False,
+                          warn=[].append)
+    assert not report.failed and len(report.indexed) == 4
+    with Library.open(tmp_path / "lib") as lib:
+        assert len({s.thumbnail for s in lib.file_shots(str(folder / "copy0.mp4"))}) >= 1
+        assert all(Path(s.thumbnail).is_file() for f in folder.iterdir() for s in lib.file_shots(str(f)))
