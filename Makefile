@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 # pytest's exit 5 means no test ran: that is a failure, not a pass.
 test: $(STAMP)
-	$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
+	$(PY) -m pytest tests --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
 	$(PY) -m cli bench kernels --quick

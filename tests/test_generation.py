@@ -145,3 +145,11 @@ def test_colour_anchor_pools_the_frame_to_the_latent_grid():
     x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
     want = x.reshape(2, 3, 2, 4, 2, 4).mean(axis=(3, 5))
     assert np.allclose(average_pool(jt.array(x), 4).numpy(), want, atol=1e-6)
+
+
+def test_image_steps_alternate_until_the_presets_fraction_of_training():
+    from jvideo.generation.presets import get_preset
+    v5, v6 = get_preset("tiny-v5").dit, get_preset("tiny-v6").dit
+    assert [s for s in range(v5.steps) if v5.is_image_step(s)] == list(range(1, 5000, 2))
+    assert [s for s in range(v6.steps) if v6.is_image_step(s)] == list(range(1, 2500, 2))
+    assert not any(get_preset("tiny-v4").dit.is_image_step(s) for s in range(100))
