@@ -164,6 +164,9 @@ def _check_fields(obj) -> None:
 _TINY_V3 = Preset("tiny-v3", vae=VAEPreset(channels=(16, 32, 64), latent_channels=6, steps=4000, object_weight=4.0,
                                            init_logvar=-8.0, colour_anchor=1.0),
                   dit=DiTPreset(patch=4, steps=5000, object_weight=4.0, reference_tokens=True), lr_schedule="cosine")
+# Each recipe after tiny-v3 is the one before with one change (README, "Generation").
+_TINY_V4 = replace(_TINY_V3, name="tiny-v4", dit=replace(_TINY_V3.dit, pooled_conditioning=True))
+_TINY_V5 = replace(_TINY_V4, name="tiny-v5", dit=replace(_TINY_V4.dit, image_every=2, image_batch=32))
 
 PRESETS = {
     # Trains on a 2-core CPU: see the README for the measured time and losses.
@@ -175,15 +178,12 @@ PRESETS = {
                       dit=DiTPreset(steps=2400, object_weight=4.0), lr_schedule="cosine"),
     "tiny-v3": _TINY_V3,
     # tiny-v3 with one change: the caption (and reference) pooled into every block's adaLN.
-    "tiny-v4": replace(_TINY_V3, name="tiny-v4", dit=replace(_TINY_V3.dit, pooled_conditioning=True)),
+    "tiny-v4": _TINY_V4,
     # tiny-v4 with joint image-video training: every other step is 32 single frames. The shipped
     # default (its VAE is tiny-v3's; README, "Generation").
-    "tiny-v5": replace(_TINY_V3, name="tiny-v5", dit=replace(_TINY_V3.dit, pooled_conditioning=True,
-                                                             image_every=2, image_batch=32)),
+    "tiny-v5": _TINY_V5,
     # tiny-v5 with its image steps in the first half only: the last 2500 steps are all clips.
-    "tiny-v6": replace(_TINY_V3, name="tiny-v6", dit=replace(_TINY_V3.dit, pooled_conditioning=True,
-                                                             image_every=2, image_batch=32,
-                                                             image_until=0.5)),
+    "tiny-v6": replace(_TINY_V5, name="tiny-v6", dit=replace(_TINY_V5.dit, image_until=0.5)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),
