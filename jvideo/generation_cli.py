@@ -116,7 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tiny-v5 (tiny-v4 + joint image-video training; 2-core CPU, under 90 min; the shipped "
                         "default), tiny (first recipe; shipped too), tiny-v2 (object-weighted losses), "
                         "tiny-v3 (4x VAE, reference tokens), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
-                        "tiny-v6 (tiny-v5 with image steps in the first half only), small (bigger machines), test")
+                        "tiny-v6 (tiny-v5 with image steps in the first half only), tiny-v7 (tiny-v5 on 6000 "
+                        "clips instead of 2000), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--vae-from", default=None, metavar="CHECKPOINT",

@@ -153,3 +153,33 @@ def test_image_steps_alternate_until_the_presets_fraction_of_training():
     assert [s for s in range(v5.steps) if v5.is_image_step(s)] == list(range(1, 5000, 2))
     assert [s for s in range(v6.steps) if v6.is_image_step(s)] == list(range(1, 2500, 2))
     assert not any(get_preset("tiny-v4").dit.is_image_step(s) for s in range(100))
+
+
+def test_a_larger_dataset_encodes_only_the_chunks_its_cache_lacks(checkpoint, tmp_path):
+    """Chunk k of the training clips comes from its own seed, so a run with more clips reuses the
+    whole chunks of a smaller cache (a marked chunk stays marked) and re-draws a partial last one."""
+    from dataclasses import replace
+
+    import jvideo.generation.state as st
+    from jvideo.generation.presets import get_preset
+    from jvideo.generation.sample import Generator
+    from jvideo.generation.train import encode_dataset
+    vae = Generator.load(checkpoint).vae
+    base = get_preset("test")
+    sized = lambda n: replace(base, dit=replace(base.dit, dataset_clips=n))   # noqa: E731
+    small = encode_dataset(vae, sized(20), tmp_path / "grown")                # chunks of 16 and 4
+    assert small["latents"].shape[0] == len(small["params"]) == 20
+    marked = small["latents"].copy()
+    marked[:16] += 100.0   # a mark only reuse keeps
+    np.save(tmp_path / "grown" / "data" / "latents.npy", marked)
+    grown = encode_dataset(vae, sized(40), tmp_path / "grown")
+    fresh = encode_dataset(vae, sized(40), tmp_path / "fresh")
+    assert grown["latents"].shape == fresh["latents"].shape and len(grown["params"]) == 40
+    assert np.array_equal(grown["latents"][:16], marked[:16])
+    assert np.allclose(grown["latents"][16:], fresh["latents"][16:], atol=1e-5)
+    assert np.allclose(grown["references"], fresh["references"], atol=1e-5)
+    assert [p.to_dict() for p in grown["params"]] == [p.to_dict() for p in fresh["params"]]
+    # The grown set is the new cache; a smaller run takes its first whole chunks.
+    assert len(st.read_json(tmp_path / "grown" / "data" / "params.json")) == 40
+    again = encode_dataset(vae, sized(32), tmp_path / "grown")
+    assert np.array_equal(again["latents"], grown["latents"][:32])

@@ -39,17 +39,21 @@ class Generator:
         check_request(self.preset, prompt, frames, steps, cfg)
 
     def generate(self, prompt: str, reference: np.ndarray | None = None, seed: int = 0, frames: int | None = None,
-                 steps: int = 25, cfg: float = 4.0) -> np.ndarray:
+                 steps: int = 25, cfg: float = 4.0, ref_cfg: float = 1.0) -> np.ndarray:
         """-> frames (T, H, W, 3) uint8. The same arguments give the same frames."""
         return self.generate_batch([prompt], None if reference is None else reference[None], [seed],
-                                   frames, steps, cfg)[0]
+                                   frames, steps, cfg, ref_cfg)[0]
 
     def generate_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
-                       frames: int | None = None, steps: int = 25, cfg: float = 4.0) -> np.ndarray:
+                       frames: int | None = None, steps: int = 25, cfg: float = 4.0,
+                       ref_cfg: float = 1.0) -> np.ndarray:
         """prompts (B,), references (B, H, W, 3) uint8 or None -> (B, T, H, W, 3) uint8.
 
         Classifier-free guidance on the text: the unconditional branch keeps the reference and
         drops the caption, so guidance strengthens what the text says without losing identity.
+        With a reference and ref_cfg != 1 a third branch drops the reference and keeps the
+        caption, and guidance also pushes away from it (the model learnt both, reference_dropout):
+            cond + (cfg - 1)(cond - no_text) + (ref_cfg - 1)(cond - no_reference).
         """
         frames = frames or self.preset.frames
         for p in prompts:
@@ -59,19 +63,22 @@ class Generator:
         c, s = self.preset.vae.latent_channels, self.preset.latent_size
         noise = np.stack([np.random.default_rng(seed).standard_normal((c, frames, s, s)) for seed in seeds])
         x = jt.array(noise.astype(np.float32))
+        # Branches: (caption, reference), (no caption, reference)[, (caption, no reference)].
+        branches = 3 if references is not None and ref_cfg != 1.0 else 2
         with jt.no_grad():
-            keep = np.ones(b, bool)
-            ref = reference_latents(self.vae, references, keep, batch=b)           # (B, c, 1, s, s)
-            emb, mask = self.text.encode(list(prompts) + [""] * b)
-            ref2 = jt.concat([ref, ref], dim=0)
-            has_ref = np.full(2 * b, references is not None, np.float32)
-            ref_tokens = reference_kwargs(self.dit, ref2, has_ref)
+            ref = reference_latents(self.vae, references, np.ones(b, bool), batch=b)   # (B, c, 1, s, s)
+            emb, mask = self.text.encode(list(prompts) + [""] * b + list(prompts) * (branches - 2))
+            has_ref = np.repeat(np.array([1, 1, 0][:branches], np.float32) * (references is not None), b)
+            refs = jt.concat([ref] * branches, dim=0) * jt.array(has_ref).reshape((-1, 1, 1, 1, 1))
+            ref_tokens = reference_kwargs(self.dit, refs, has_ref)
             for t in schedule.set_timesteps(steps):
-                x_in = jt.concat([x, x], dim=0)
-                tt = jt.array(np.full(2 * b, float(t), np.float32))
-                out = self.dit(jt.concat([ref2, x_in], dim=2), tt, emb, mask, **ref_tokens)[:, :, 1:]
-                cond, uncond = out[:b], out[b:]
-                guided = uncond + cfg * (cond - uncond)
+                x_in = jt.concat([x] * branches, dim=0)
+                tt = jt.array(np.full(branches * b, float(t), np.float32))
+                out = self.dit(jt.concat([refs, x_in], dim=2), tt, emb, mask, **ref_tokens)[:, :, 1:]
+                cond, no_text = out[:b], out[b:2 * b]
+                guided = cond + (cfg - 1.0) * (cond - no_text)
+                if branches == 3:
+                    guided = guided + (ref_cfg - 1.0) * (cond - out[2 * b:])
                 x = schedule.step(guided, int(t), x)
             video = self.vae.decode(x / self.vae.scaling_factor)
             jt.sync_all()

@@ -218,7 +218,9 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
     latents already multiplied by the VAE's scaling factor. Cached in OUT/data (numpy .npy +
     JSON, read without pickle) so a resumed run does not encode again. Clips come in chunks of
     16, chunk k drawn from its own seed: under mpirun each rank encodes a block of chunks and
-    all ranks get the whole set, the same for any number of ranks; rank 0 reads and writes the cache.
+    all ranks get the whole set, the same for any number of ranks; rank 0 reads and writes the
+    cache. For the same reason a cache of another size is reused chunk by chunk: a run with more
+    clips encodes only the chunks the cache lacks (its whole chunks are the first ones of the set).
     """
     import json
 
@@ -229,23 +231,33 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
     p = preset.dit
     folder = out / "data"
     meta = folder / "params.json"
+    chunk = 16
     cache: dict = {}
 
-    def read_cache() -> bool:
+    def read_cache() -> int:
+        """Clips of the cache that are this run's first clips (0: none)."""
         if not meta.exists():
-            return False
+            return 0
         params = st.read_json(meta)
         latents = np.load(folder / "latents.npy", allow_pickle=False)
         references = np.load(folder / "references.npy", allow_pickle=False)
+        if not len(params) == len(latents) == len(references):
+            return 0
         cache.update(params=params, latents=latents, references=references)
-        return len(params) == len(latents) == len(references) == p.dataset_clips
+        if len(params) == p.dataset_clips:
+            return len(params)
+        return chunk * min(len(params) // chunk, p.dataset_clips // chunk)
 
-    if dist.run_on_main(read_cache):
-        return {"latents": dist.broadcast_array(cache.get("latents")),
-                "references": dist.broadcast_array(cache.get("references")),
-                "params": [ClipParams.from_dict(d) for d in dist.broadcast_json(cache.get("params"))]}
-    chunk = 16
-    first, last = dist.bounds(-(-p.dataset_clips // chunk))
+    reused = dist.run_on_main(read_cache)
+    old = {"latents": [], "references": [], "params": []}
+    if reused:   # every rank gets the reused clips (rank 0 read them)
+        for name in ("latents", "references"):
+            old[name] = [dist.broadcast_array(cache[name][:reused] if name in cache else None)]
+        old["params"] = [ClipParams.from_dict(d) for d in dist.broadcast_json(cache.get("params", [])[:reused])]
+    if reused == p.dataset_clips:
+        return {"latents": old["latents"][0], "references": old["references"][0], "params": old["params"]}
+    first_chunk = reused // chunk
+    first, last = (first_chunk + b for b in dist.bounds(-(-p.dataset_clips // chunk) - first_chunk))
     c, s = preset.vae.latent_channels, preset.latent_size
     lat = [np.zeros((0, c, preset.frames, s, s), np.float32)]
     ref = [np.zeros((0, c, 1, s, s), np.float32)]
@@ -263,10 +275,10 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
                 ref.append(r.numpy()[:, :, None])
             params += batch.params
             bar.update(n)
-    # Every rank's block, in rank order (exact copies), on every rank.
-    data = {"latents": np.concatenate(dist.all_gather(np.concatenate(lat))),
-            "references": np.concatenate(dist.all_gather(np.concatenate(ref))),
-            "params": [ClipParams.from_dict(d) for part in dist.all_gather_bytes(
+    # The reused chunks, then every rank's block in rank order (exact copies), on every rank.
+    data = {"latents": np.concatenate(old["latents"] + dist.all_gather(np.concatenate(lat))),
+            "references": np.concatenate(old["references"] + dist.all_gather(np.concatenate(ref))),
+            "params": old["params"] + [ClipParams.from_dict(d) for part in dist.all_gather_bytes(
                 json.dumps([x.to_dict() for x in params]).encode()) for d in json.loads(part)]}
 
     def write_cache() -> None:
