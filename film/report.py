@@ -51,7 +51,8 @@ def add_subtitle_track(film: Path, srt: Path) -> None:
     captions: players can switch it and editors import it. Stream copy, atomic replace."""
     import os
 
-    from montage.render import file_arg, run_ffmpeg
+    from montage.files import file_arg
+    from montage.render import run_ffmpeg
     tmp = film.with_name(f".{film.name}.{os.getpid()}.subs.mp4")
     try:
         run_ffmpeg(["-i", file_arg(film), "-i", file_arg(srt), "-map", "0", "-map", "1", "-c", "copy",

@@ -25,6 +25,7 @@ import numpy as np
 from . import features as feat
 from . import video
 from .errors import MontageError
+from .files import scratch_path
 from .library import Library, Shot
 from .shots import CutConfig, detect_cuts, to_times
 from .sidecar import ClipText, SidecarReader
@@ -160,7 +161,7 @@ def _write_jpeg(rgb: np.ndarray, out: Path) -> None:
     from PIL import Image
     # Two copies of one video share a content key, so two decode threads may write the same
     # thumbnail at once: each needs its own temporary name.
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.{threading.get_ident()}.tmp.jpg")
+    tmp = scratch_path(out, ".jpg")
     Image.fromarray(rgb).save(tmp, "JPEG", quality=85)
     os.replace(tmp, out)
 

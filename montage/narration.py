@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import MontageError
+from .files import scratch_path
 
 ESPEAK = "espeak-ng"
 
@@ -49,7 +50,7 @@ def synthesize(text: str, out: Path, voice: Voice) -> Path:
     fd, txt = tempfile.mkstemp(prefix="jvideo-say-", suffix=".txt")   # not beside the output (kill -9)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.wav")
+    tmp = scratch_path(out, ".wav")
     try:
         proc = subprocess.run([ESPEAK, "-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch),
                                "-b", "1", "-f", txt, "-w", str(tmp)], capture_output=True, text=True)
@@ -122,7 +123,7 @@ def build_track(clips: Sequence[tuple[Path, float]], total: float, out: Path) ->
             track[a:b] += data[: b - a]
     track = np.clip(track, -32768, 32767).astype(np.int16)
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = scratch_path(out, ".wav")
     with wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)

@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import MontageError
+from .files import file_arg, fsync_file, scratch_path
 from .plan import Plan, PlannedShot
 from .subtitles import caption_png, title_png
 
@@ -132,11 +132,6 @@ def run_ffmpeg(args: Sequence[str], what: str, cwd: Path | None = None) -> None:
         raise MontageError(f"ffmpeg failed on {what}: {lines[-1] if lines else 'exit ' + str(proc.returncode)}")
 
 
-def file_arg(path: str | os.PathLike) -> str:
-    """A path as an ffmpeg input/output argument that is never read as a protocol or option."""
-    return "file:" + str(Path(path).resolve())
-
-
 def probe(path: str | os.PathLike) -> dict:
     """ffprobe JSON (format + streams) of a media file."""
     exe = shutil.which("ffprobe")
@@ -207,7 +202,7 @@ def render_segment(seg: Segment, cfg: RenderConfig, cache_dir: Path) -> tuple[Pa
     path = cache_dir / f"seg-{key}.mp4"
     if path.is_file() and path.stat().st_size > 0:
         return path, False
-    tmp = cache_dir / f".seg-{key}.{os.getpid()}.{threading.get_ident()}.tmp.mp4"
+    tmp = scratch_path(path, ".mp4")
     seconds = seg.frames / cfg.fps
     args: list[str] = []
     if seg.kind == "title":
@@ -289,7 +284,7 @@ def render_film(plan: Plan, out: str | os.PathLike, cfg: RenderConfig, cache_dir
     paths, rendered = render_segments(segments, cfg, cache_dir)
     total_frames = int(round(plan.duration * cfg.fps))
     total = total_frames / cfg.fps
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.mp4")
+    tmp = scratch_path(out, ".mp4")
     fd, list_file = tempfile.mkstemp(prefix=f".concat.{os.getpid()}.", suffix=".tmp.txt", dir=cache_dir)
     scratch = [tmp, Path(list_file)]
     try:
@@ -349,16 +344,6 @@ def loudnorm_filter(audio: Path, target: float = -16.0) -> str:
     return (f"{base}:measured_I={vals['input_i']:.2f}:measured_TP={vals['input_tp']:.2f}:"
             f"measured_LRA={vals['input_lra']:.2f}:measured_thresh={vals['input_thresh']:.2f}:"
             f"offset={vals['target_offset']:.2f}:linear=true")
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a finished file to disk before it is renamed into place: after a crash the name
-    points at complete data, never at a file whose blocks were not written yet."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .errors import MontageError
 from .plan import Plan, PlannedShot
-from .render import ffmpeg_bin, file_arg
+from .files import file_arg
+from .render import ffmpeg_bin
 from .subtitles import _save_png, _wrap_pixels, font, title_png
 
 

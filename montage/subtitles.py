@@ -6,6 +6,7 @@ caption is drawn with Pillow into a transparent PNG that ffmpeg overlays, so tex
 """
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import MontageError
+from .files import scratch_path
 from .plan import Plan, write_text_atomic
 
 MAX_LINE_CHARS = 42
@@ -167,9 +169,8 @@ def title_png(text: str, width: int, height: int, path: Path, note: str = "") ->
 
 
 def _save_png(img, path: Path) -> None:
-    import os
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = scratch_path(path, ".png")
     try:
         img.save(tmp, format="PNG")
         os.replace(tmp, path)

@@ -19,6 +19,7 @@ import numpy as np
 from kernels.resources import ResourceError, check_memory
 
 from .errors import MontageError
+from .files import file_arg
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
 
@@ -51,12 +52,6 @@ def _ratio(text: str | None) -> float:
         num, den = text.split("/", 1)
         return float(num) / float(den) if float(den) else 0.0
     return float(text)
-
-
-def file_arg(path: str | Path) -> str:
-    """A path as an ffmpeg/ffprobe input that is never read as a protocol or an option (names
-    with colons, such as `concat:x` or `http:x`, or a leading dash)."""
-    return "file:" + str(Path(path).absolute())
 
 
 def probe(path: str | Path, timeout: float = 30.0) -> VideoInfo:
