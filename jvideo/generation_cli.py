@@ -51,14 +51,15 @@ def run_generate(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise JVideoError(f"{out.parent}: output folder does not exist")
     preset = checkpoint_preset(args.checkpoint)
-    check_request(preset, args.prompt, args.frames or preset.frames, args.steps, args.cfg)
+    check_request(preset, args.prompt, args.frames or preset.frames, args.steps, args.cfg, args.ref_cfg)
     check_sampling(preset, args.frames, "generating with this checkpoint")
     from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
     from jvideo.generation.sample import Generator
     gen = Generator.load(args.checkpoint)
     reference = load_reference(args.identity, gen.preset.size) if args.identity else None
     start = time.time()
-    frames = gen.generate(args.prompt, reference, seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg)
+    frames = gen.generate(args.prompt, reference, seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg,
+                          ref_cfg=args.ref_cfg)
     seconds = time.time() - start
     write_mp4(frames, out)
     strip = out.with_suffix(".png")
@@ -75,7 +76,8 @@ def run_generate_batch(args: argparse.Namespace) -> int:
         raise JVideoError("--prompts FILE and --out-dir DIR go together")
     from jvideo.generation.batch import run_prompts_file
     summary = run_prompts_file(args.checkpoint, Path(args.prompts), Path(args.out_dir), identity=args.identity,
-                               seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg)
+                               seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg,
+                               ref_cfg=args.ref_cfg)
     from jvideo import distributed as dist
     if dist.is_main():
         ranks = f" on {summary['ranks']} ranks" if summary["ranks"] > 1 else ""
@@ -93,13 +95,13 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise JVideoError("--n must be at least 1")
     preset = checkpoint_preset(args.checkpoint)
-    check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg)
+    check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg, args.ref_cfg)
     check_sampling(preset, None, "evaluating this checkpoint")
     from jvideo.generation.evaluate import contact_sheet, evaluate
     from jvideo.generation.sample import Generator
     from jvideo.generation.state import write_json
     gen = Generator.load(args.checkpoint)
-    report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg)
+    report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg, ref_cfg=args.ref_cfg)
     data = report.to_dict()
     samples = data.pop("samples")
     print(json.dumps(data, indent=2))
@@ -108,6 +110,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.sheet:
         contact_sheet(report.samples, Path(args.sheet))
     return 0
+
+
+REF_CFG_HELP = ("reference guidance with --identity: above 1 also steers away from the shot the text alone "
+                "would give (one more model pass a step); 1: off")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -136,6 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--frames", type=int, default=None, help="frames to generate (default: the checkpoint's)")
     g.add_argument("--steps", type=int, default=25, help="DDIM steps")
     g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
+    g.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
     g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v5)")
     g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
@@ -146,6 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--steps", type=int, default=25)
     e.add_argument("--cfg", type=float, default=4.0)
+    e.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
     e.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     e.add_argument("--json", default=None, help="write the figures to this JSON file")
     e.add_argument("--sheet", default=None, help="write a contact sheet PNG of samples")

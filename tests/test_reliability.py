@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from hypothesis import HealthCheck, given, settings
 
 import cli
@@ -122,6 +123,8 @@ def _bad_option_cases(ctx: dict) -> list[tuple[str, list[str], list, st.SearchSt
          st.one_of(NEG_INTS, st.integers(1001, 10**12).map(str), NOT_NUMBERS)),
         ("generate", ["generate", "a red ball", "--out", ctx["gen_out"]], "--cfg",
          st.one_of(st.floats(max_value=-1e-6, allow_subnormal=False).map(repr), st.floats(min_value=50.001, max_value=1e300, allow_subnormal=False).map(repr), nan)),
+        ("generate", ["generate", "a red ball", "--identity", ctx["ref_png"], "--out", ctx["gen_out"]], "--ref-cfg",
+         st.one_of(st.floats(max_value=-1e-6, allow_subnormal=False).map(repr), st.floats(min_value=50.001, max_value=1e300, allow_subnormal=False).map(repr), nan)),
         ("generate", ["generate", "a red ball", "--out", ctx["gen_out"]], "--checkpoint",
          st.sampled_from([str(ctx["tmp"] / "nope"), str(text), str(ctx["tmp"]), "", "-"])),
         ("train", ["train", "--out", ctx["train_out"]], "--preset",
@@ -141,9 +144,11 @@ def ctx(tmp_path_factory, library, script, media) -> dict:
     folder.mkdir()
     shutil.copy(media["ok_good"], folder / "good.mp4")
     from jvideo.generation.presets import CHECKPOINT_DIR
+    ref_png = tmp / "ref.png"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(ref_png)
     return {"tmp": tmp, "folder": folder, "lib": library, "text": script, "out": tmp / "film.mp4",
             "tw_out": tmp / "toy", "tw_png": tmp / "sheet.png", "gen_out": tmp / "gen.mp4",
-            "train_out": tmp / "train", "checkpoint": CHECKPOINT_DIR / "tiny"}
+            "train_out": tmp / "train", "checkpoint": CHECKPOINT_DIR / "tiny", "ref_png": ref_png}
 
 
 def test_bad_option_values(ctx):

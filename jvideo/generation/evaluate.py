@@ -79,7 +79,8 @@ def text_trials(gen, n: int, seed: int, steps: int, cfg: float) -> tuple[dict[st
     return {k: float(np.mean(v)) if v else float("nan") for k, v in hits.items()}, samples, smooth_gen, smooth_ref
 
 
-def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: float) -> tuple[float, float, int, list[dict], dict[str, dict[str, float]]]:
+def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: float,
+                    ref_cfg: float = 1.0) -> tuple[float, float, int, list[dict], dict[str, dict[str, float]]]:
     """Fraction of shots whose detected (shape, primary, secondary) equals the character's."""
     rng = np.random.default_rng(seed + 1)
     with_ref, text_only, samples = [], [], []
@@ -96,7 +97,7 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
                                    frames=gen.preset.frames, size=gen.preset.size)
             prompt = caption(params, rng, "heldout")
             shot_seed = seed * 7919 + k
-            a = gen.generate(prompt, ref, seed=shot_seed, steps=steps, cfg=cfg)
+            a = gen.generate(prompt, ref, seed=shot_seed, steps=steps, cfg=cfg, ref_cfg=ref_cfg)
             b = gen.generate(prompt, None, seed=shot_seed, steps=steps, cfg=cfg)
             da, db = detect(a), detect(b)
             with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
@@ -139,11 +140,13 @@ def vae_ceiling(gen, n: int, seed: int) -> dict[str, float]:
 
 
 def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
-             shots_per_character: int | None = None) -> EvalReport:
+             shots_per_character: int | None = None, ref_cfg: float = 1.0) -> EvalReport:
+    """Every figure of the module docstring; `ref_cfg` (reference guidance) only changes the
+    identity shots made with a reference."""
     start = time.time()
     text_acc, text_samples, smooth_gen, smooth_ref = text_trials(gen, n, seed, steps, cfg)
     per_char = shots_per_character or max(1, n // (4 * len(CAST)))
-    id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg)
+    id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg, ref_cfg)
     ceiling = vae_ceiling(gen, max(8, n // 2), seed)
     return EvalReport(n, text_acc, n_id, id_ref, id_text, chance_of_look(), id_attr, float(np.mean(smooth_gen)),
                       float(np.mean(smooth_ref)), ceiling, time.time() - start, text_samples[:8] + id_samples[:8])

@@ -20,7 +20,7 @@ F32 = 4
 MAX_PROMPT_CHARS = 1000
 
 
-def check_request(preset: Preset, prompt: str, frames: int, steps: int, cfg: float) -> None:
+def check_request(preset: Preset, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0) -> None:
     """One JVideoError line for a request this checkpoint cannot serve."""
     if not prompt or not prompt.strip():
         raise JVideoError("the prompt is empty")
@@ -32,6 +32,8 @@ def check_request(preset: Preset, prompt: str, frames: int, steps: int, cfg: flo
         raise JVideoError(f"--steps must be between 1 and {preset.timesteps}")
     if not 0.0 <= cfg <= 50.0:
         raise JVideoError("--cfg must be between 0 and 50")
+    if not 0.0 <= ref_cfg <= 50.0:
+        raise JVideoError("--ref-cfg must be between 0 and 50")
 
 
 def _vae_activation_bytes(preset: Preset, images: int) -> int:

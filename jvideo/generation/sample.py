@@ -35,8 +35,8 @@ class Generator:
         dit = from_pretrained(folder / "dit")
         return cls(preset, vae, dit, TextConditioner(preset.text_tokens))
 
-    def check_request(self, prompt: str, frames: int, steps: int, cfg: float) -> None:
-        check_request(self.preset, prompt, frames, steps, cfg)
+    def check_request(self, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0) -> None:
+        check_request(self.preset, prompt, frames, steps, cfg, ref_cfg)
 
     def generate(self, prompt: str, reference: np.ndarray | None = None, seed: int = 0, frames: int | None = None,
                  steps: int = 25, cfg: float = 4.0, ref_cfg: float = 1.0) -> np.ndarray:
@@ -57,7 +57,7 @@ class Generator:
         """
         frames = frames or self.preset.frames
         for p in prompts:
-            self.check_request(p, frames, steps, cfg)
+            self.check_request(p, frames, steps, cfg, ref_cfg)
         b = len(prompts)
         schedule = diffusion_schedule(self.preset)
         c, s = self.preset.vae.latent_channels, self.preset.latent_size
