@@ -76,7 +76,7 @@ class Generator:
                 tt = jt.array(np.full(branches * b, float(t), np.float32))
                 out = self.dit(jt.concat([refs, x_in], dim=2), tt, emb, mask, **ref_tokens)[:, :, 1:]
                 cond, no_text = out[:b], out[b:2 * b]
-                guided = cond + (cfg - 1.0) * (cond - no_text)
+                guided = no_text + cfg * (cond - no_text)   # = cond + (cfg - 1)(cond - no_text)
                 if branches == 3:
                     guided = guided + (ref_cfg - 1.0) * (cond - out[2 * b:])
                 x = schedule.step(guided, int(t), x)
