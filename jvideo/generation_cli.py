@@ -94,6 +94,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise JVideoError(f"unknown evaluation {args.what!r} (available: generation)")
     if args.n < 1:
         raise JVideoError("--n must be at least 1")
+    if args.identity_shots is not None and not 1 <= args.identity_shots <= 1000:
+        raise JVideoError("--identity-shots must be between 1 and 1000")
     preset = checkpoint_preset(args.checkpoint)
     check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg, args.ref_cfg)
     check_sampling(preset, None, "evaluating this checkpoint")
@@ -101,7 +103,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from jvideo.generation.sample import Generator
     from jvideo.generation.state import write_json
     gen = Generator.load(args.checkpoint)
-    report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg, ref_cfg=args.ref_cfg)
+    report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg, ref_cfg=args.ref_cfg,
+                      shots_per_character=args.identity_shots)
     data = report.to_dict()
     samples = data.pop("samples")
     print(json.dumps(data, indent=2))
@@ -154,6 +157,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--steps", type=int, default=25)
     e.add_argument("--cfg", type=float, default=4.0)
     e.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
+    e.add_argument("--identity-shots", type=int, default=None, metavar="K",
+                   help="identity shots per cast member, each with and without the reference "
+                        "(default: n / 32, at least 1)")
     e.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     e.add_argument("--json", default=None, help="write the figures to this JSON file")
     e.add_argument("--sheet", default=None, help="write a contact sheet PNG of samples")

@@ -131,6 +131,8 @@ def _bad_option_cases(ctx: dict) -> list[tuple[str, list[str], list, st.SearchSt
          st.text(min_size=0, max_size=10).filter(lambda s: s not in ("tiny", "small", "test") and not s.startswith("-"))),
         ("train", ["train", "--out", ctx["train_out"], "--preset", "test"], "--steps", st.one_of(NEG_INTS, NOT_NUMBERS)),
         ("eval", ["eval", "generation", "--checkpoint", ck], "--n", st.one_of(NEG_INTS, NOT_NUMBERS)),
+        ("eval", ["eval", "generation", "--checkpoint", ck], "--identity-shots",
+         st.one_of(NEG_INTS, st.integers(1001, 10**9).map(str), NOT_NUMBERS)),
         ("eval", ["eval", "generation", "--checkpoint", ck], "--steps", st.one_of(NEG_INTS, st.integers(1001, 10**9).map(str))),
         ("convert", ["convert", ctx["tmp"] / "no-such.pt", "--out", ctx["tmp"] / "conv"], "--num-heads",
          st.one_of(NEG_INTS, NOT_NUMBERS)),
