@@ -184,8 +184,8 @@ PRESETS = {
     "tiny-v5": _TINY_V5,
     # tiny-v5 with its image steps in the first half only: the last 2500 steps are all clips.
     "tiny-v6": replace(_TINY_V5, name="tiny-v6", dit=replace(_TINY_V5.dit, image_until=0.5)),
-    # tiny-v5 with 3x the training clips (6000): on its 2000, tiny-v5's loss on the object is
-    # 8-18% lower than on fresh clips of the same world (t = 300-900: partly memorised).
+    # tiny-v5 with 3x the training clips (6000), fewer passes over each: no measurable gain
+    # (README, "Generation").
     "tiny-v7": replace(_TINY_V5, name="tiny-v7", dit=replace(_TINY_V5.dit, dataset_clips=6000)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
