@@ -72,6 +72,8 @@ def _gradual_cuts(d: np.ndarray, hist: np.ndarray, sample_fps: float, cfg: CutCo
     last frames differ by a cut's worth -> one cut in the run's middle. The local median keeps
     steady camera motion (a pan changes every frame by the same amount) from looking like one."""
     n = len(d)
+    if n < 2:   # one sampled frame changes from nothing (and its neighbourhood median is empty)
+        return set()
     longest = max(2, int(round(cfg.gradual_max_s * sample_fps)))
     win = max(4, int(round(2 * cfg.window_s * sample_fps)))
     base = np.array([np.median(d[max(1, i - win):min(n, i + win + 1)]) for i in range(n)])

@@ -90,6 +90,15 @@ def test_adaptive_threshold_ignores_uniformly_busy_footage():
     assert [r[0] for r in ranges_cut] == [0, 20]
 
 
+def test_a_single_sampled_frame_is_one_shot_without_numpy_warnings():
+    """A one-frame video (or a still image) samples once: one shot, and no mean of an empty slice."""
+    import warnings
+    hist = np.full((1, 512), 1 / 512, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert shots.detect_cuts(hist, np.zeros(1, np.float32), np.full(1, 0.5, np.float32), 4.0) == [(0, 1)]
+
+
 def test_features_are_sane(clips):
     still, = _features(clips["still"])
     dark, = _features(clips["dark"])
