@@ -371,7 +371,8 @@ def generated_shot(frames: np.ndarray, mp4: Path, text: str, shot_id: int, tags:
     thumb = mp4.with_suffix(".jpg")
     if not thumb.is_file():
         from PIL import Image
-        tmp = thumb.with_name(f".{thumb.name}.{os.getpid()}.tmp.jpg")   # MPI ranks write it at once
+        from montage.files import scratch_path
+        tmp = scratch_path(thumb, ".jpg")   # MPI ranks write it at once
         Image.fromarray(frames[len(frames) // 2]).resize((256, 256)).save(tmp, "JPEG", quality=90)
         os.replace(tmp, thumb)
     t, h, w, _ = frames.shape

@@ -51,9 +51,9 @@ def add_subtitle_track(film: Path, srt: Path) -> None:
     captions: players can switch it and editors import it. Stream copy, atomic replace."""
     import os
 
-    from montage.files import file_arg
+    from montage.files import file_arg, scratch_path
     from montage.render import run_ffmpeg
-    tmp = film.with_name(f".{film.name}.{os.getpid()}.subs.mp4")
+    tmp = scratch_path(film, ".mp4")   # the .tmp. form: a killed run's copy is swept by the next render
     try:
         run_ffmpeg(["-i", file_arg(film), "-i", file_arg(srt), "-map", "0", "-map", "1", "-c", "copy",
                     "-c:s", "mov_text", "-metadata:s:s:0", "language=eng", "-movflags", "+faststart",
