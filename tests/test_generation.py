@@ -185,6 +185,43 @@ def test_a_larger_dataset_encodes_only_the_chunks_its_cache_lacks(checkpoint, tm
     assert np.array_equal(again["latents"], grown["latents"][:32])
 
 
+def test_cropped_references_have_their_own_cache(checkpoint, tmp_path):
+    """reference_crop: the same clips, references encoded from their object crops, cached apart
+    from an uncropped run's (a copied uncropped cache is re-encoded, not taken for crops)."""
+    from dataclasses import replace
+
+    from jvideo.generation.presets import get_preset
+    from jvideo.generation.sample import Generator
+    from jvideo.generation.train import encode_dataset
+    vae = Generator.load(checkpoint).vae
+    base = get_preset("test")
+    plain = encode_dataset(vae, base, tmp_path)
+    cropped = encode_dataset(vae, replace(base, dit=replace(base.dit, reference_crop=True)), tmp_path)
+    data = tmp_path / "data"
+    assert (data / "references.npy").exists() and (data / "references_crop.npy").exists()
+    assert np.allclose(cropped["latents"], plain["latents"], atol=1e-5)
+    assert cropped["references"].shape == plain["references"].shape
+    assert not np.allclose(cropped["references"], plain["references"], atol=1e-3)
+
+
+def test_a_cropping_checkpoint_samples_from_the_object_crop(checkpoint):
+    """With reference_crop the generator cuts the reference itself: the same shot as an
+    uncropping generator given the crop."""
+    from dataclasses import replace
+
+    from jvideo import toyworld as tw
+    from jvideo.generation.sample import Generator
+    gen = Generator.load(checkpoint)
+    size = gen.preset.size
+    ref = tw.reference_frame(np.random.default_rng(2), tw.CAST[0].look, size)
+    assert not np.array_equal(tw.object_crop(ref), ref)
+    given_crop = gen.generate("Mira jumps on the grass", tw.object_crop(ref), seed=4, steps=2)
+    # The reference matters to this model, so equal shots below mean the crop was made.
+    assert not np.array_equal(gen.generate("Mira jumps on the grass", ref, seed=4, steps=2), given_crop)
+    gen.preset = replace(gen.preset, dit=replace(gen.preset.dit, reference_crop=True))
+    assert np.array_equal(gen.generate("Mira jumps on the grass", ref, seed=4, steps=2), given_crop)
+
+
 def test_reference_guidance_adds_a_branch_without_the_reference(checkpoint):
     """ref_cfg: cond + (cfg - 1)(cond - no_text) + (ref_cfg - 1)(cond - no_reference), checked
     against the three branches run by hand for a one-step shot; 1 (the default) is off."""

@@ -161,3 +161,18 @@ def test_cast_is_fixed_and_named():
         tw.character("nobody")
     for c in tw.CAST:  # the cast never uses a colour/shape pair held out of training
         assert (c.look.primary, c.look.shape) not in tw.HELDOUT_COLOUR_SHAPE
+
+
+def test_object_crop_centres_and_enlarges_the_object():
+    """A reference cut around its object: the detector finds it over a larger area, near the
+    frame's centre; an image without an object comes back unchanged."""
+    rng = np.random.default_rng(3)
+    for character in tw.CAST[:4]:
+        ref = tw.reference_frame(rng, character.look, 64)
+        crop = tw.object_crop(ref)
+        assert crop.shape == ref.shape and crop.dtype == np.uint8
+        before, after = tw.detect(ref[None]), tw.detect(crop[None])
+        assert after.areas[0] >= 1.5 * before.areas[0]
+        assert np.abs(after.centroids[0] - 32).max() <= 8
+    empty = np.full((64, 64, 3), 90, np.uint8)
+    assert np.array_equal(tw.object_crop(empty), empty)

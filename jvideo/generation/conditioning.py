@@ -25,6 +25,15 @@ def tensor_to_frames(x) -> np.ndarray:
     return a.astype(np.uint8)
 
 
+def reference_images(images: np.ndarray | None, crop: bool) -> np.ndarray | None:
+    """Identity references (B, H, W, 3) uint8 as the DiT sees them: each centred on its object
+    (toyworld.object_crop) when `crop` (DiTPreset.reference_crop), else as given."""
+    if images is None or not crop:
+        return images
+    from jvideo.toyworld import object_crop
+    return np.stack([object_crop(image) for image in images])
+
+
 def reference_latents(vae, references: np.ndarray | None, keep: np.ndarray, batch: int | None = None):
     """Identity references (B, H, W, 3) uint8 -> scaled latents (B, c, 1, h, w).
 

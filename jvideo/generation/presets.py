@@ -65,6 +65,10 @@ class DiTPreset:
     # Identity reference also as cross-attention tokens (LatteConfig.reference_tokens), besides
     # the clean reference latent at temporal position 0 that every preset uses.
     reference_tokens: bool = False
+    # Identity references cut to a square around their object and scaled to fill the frame
+    # (toyworld.object_crop), in training and sampling alike: uncropped, most of a reference
+    # describes a background the shot will not have.
+    reference_crop: bool = False
     # Caption (and reference) pooled into the adaLN embedding (LatteConfig.pooled_conditioning).
     pooled_conditioning: bool = False
     # Joint image-video training (as Latte does): every `image_every`-th step trains on
@@ -187,6 +191,11 @@ PRESETS = {
     # tiny-v5 with 3x the training clips (6000), fewer passes over each: no measurable gain
     # (README, "Generation").
     "tiny-v7": replace(_TINY_V5, name="tiny-v7", dit=replace(_TINY_V5.dit, dataset_clips=6000)),
+    # tiny-v5 with finer tokens at the same step time: patch 2 (64 tokens a frame, 8x8 pixels
+    # each, against 16 of 16x16) with a quarter of the batch (2 clips, 8 single frames).
+    "tiny-v8": replace(_TINY_V5, name="tiny-v8", dit=replace(_TINY_V5.dit, patch=2, batch=2, image_batch=8)),
+    # tiny-v5 with identity references cut around their object (DiTPreset.reference_crop).
+    "tiny-v9": replace(_TINY_V5, name="tiny-v9", dit=replace(_TINY_V5.dit, reference_crop=True)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

@@ -22,7 +22,7 @@ from jvideo.errors import JVideoError
 from kernels import runtime
 
 from . import state as st
-from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs
+from .conditioning import TextConditioner, frames_to_tensor, reference_images, reference_kwargs
 from .presets import Preset, get_preset
 from .world_model import (build_dit, build_vae, diffusion_schedule, init_for_training, init_vae_for_training,
                           vae_config)
@@ -231,16 +231,19 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
     p = preset.dit
     folder = out / "data"
     meta = folder / "params.json"
+    # Cropped references are another encoding of the same clips: their own file, so that a
+    # cache copied from an uncropped run is re-encoded rather than mistaken for cropped.
+    files = {"latents": "latents.npy", "references": "references_crop.npy" if p.reference_crop else "references.npy"}
     chunk = 16
     cache: dict = {}
 
     def read_cache() -> int:
         """Clips of the cache that are this run's first clips (0: none)."""
-        if not meta.exists():
+        if not (meta.exists() and all((folder / f).exists() for f in files.values())):
             return 0
         params = st.read_json(meta)
-        latents = np.load(folder / "latents.npy", allow_pickle=False)
-        references = np.load(folder / "references.npy", allow_pickle=False)
+        latents = np.load(folder / files["latents"], allow_pickle=False)
+        references = np.load(folder / files["references"], allow_pickle=False)
         if not len(params) == len(latents) == len(references):
             return 0
         cache.update(params=params, latents=latents, references=references)
@@ -270,7 +273,8 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
                                  p_character=0.0, p_random_character=p.p_named, references=True)
             with jt.no_grad():
                 z = vae.encode(frames_to_tensor(batch.frames, video=True)).mode() * vae.scaling_factor
-                r = vae.encode(frames_to_tensor(batch.references)).mode() * vae.scaling_factor
+                r = vae.encode(frames_to_tensor(reference_images(batch.references, p.reference_crop))).mode()
+                r = r * vae.scaling_factor
                 lat.append(z.numpy())
                 ref.append(r.numpy()[:, :, None])
             params += batch.params
@@ -283,7 +287,7 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
 
     def write_cache() -> None:
         for name in ("latents", "references"):
-            st.atomic_write(folder / f"{name}.npy", lambda tmp, a=data[name]: st.save_npy(tmp, a))
+            st.atomic_write(folder / files[name], lambda tmp, a=data[name]: st.save_npy(tmp, a))
         st.write_json(meta, [x.to_dict() for x in data["params"]])
 
     dist.run_on_main(write_cache)
