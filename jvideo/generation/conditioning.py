@@ -25,25 +25,21 @@ def tensor_to_frames(x) -> np.ndarray:
     return a.astype(np.uint8)
 
 
-def reference_images(images: np.ndarray | None, crop: bool) -> np.ndarray | None:
-    """Identity references (B, H, W, 3) uint8 as the DiT sees them: each centred on its object
-    (toyworld.object_crop) when `crop` (DiTPreset.reference_crop), else as given."""
-    if images is None or not crop:
-        return images
-    from jvideo.toyworld import object_crop
-    return np.stack([object_crop(image) for image in images])
-
-
-def reference_latents(vae, references: np.ndarray | None, keep: np.ndarray, batch: int | None = None):
+def reference_latents(vae, references: np.ndarray | None, keep: np.ndarray, batch: int | None = None,
+                      crop: bool = False):
     """Identity references (B, H, W, 3) uint8 -> scaled latents (B, c, 1, h, w).
 
     Rows where `keep` is False (or all rows when references is None) are zeros: "no reference",
-    the text-only mode the model also learns.
+    the text-only mode the model also learns. With `crop` (DiTPreset.reference_crop) each
+    reference is first centred on its object (toyworld.object_crop), in training and sampling.
     """
     if references is None:
         c = vae.config.latent_channels
         size = vae.config.sample_size // 2 ** (len(vae.config.block_out_channels) - 1)
         return jt.zeros((batch or len(keep), c, 1, size, size))
+    if crop:
+        from jvideo.toyworld import object_crop
+        references = np.stack([object_crop(image) for image in references])
     z = vae.encode(frames_to_tensor(references)).mode() * vae.scaling_factor   # (B, c, h, w)
     z = z * jt.array(keep.astype(np.float32)).reshape((-1, 1, 1, 1))
     return z.unsqueeze(2)

@@ -8,7 +8,7 @@ import numpy as np
 
 from kernels import runtime
 
-from .conditioning import TextConditioner, reference_images, reference_kwargs, reference_latents, tensor_to_frames
+from .conditioning import TextConditioner, reference_kwargs, reference_latents, tensor_to_frames
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
 from .world_model import diffusion_schedule
@@ -66,8 +66,8 @@ class Generator:
         # Branches: (caption, reference), (no caption, reference)[, (caption, no reference)].
         branches = 3 if references is not None and ref_cfg != 1.0 else 2
         with jt.no_grad():
-            references = reference_images(references, self.preset.dit.reference_crop)
-            ref = reference_latents(self.vae, references, np.ones(b, bool), batch=b)   # (B, c, 1, s, s)
+            ref = reference_latents(self.vae, references, np.ones(b, bool), batch=b,
+                                    crop=self.preset.dit.reference_crop)   # (B, c, 1, s, s)
             emb, mask = self.text.encode(list(prompts) + [""] * b + list(prompts) * (branches - 2))
             has_ref = np.repeat(np.array([1, 1, 0][:branches], np.float32) * (references is not None), b)
             refs = jt.concat([ref] * branches, dim=0) * jt.array(has_ref).reshape((-1, 1, 1, 1, 1))

@@ -22,7 +22,7 @@ from jvideo.errors import JVideoError
 from kernels import runtime
 
 from . import state as st
-from .conditioning import TextConditioner, frames_to_tensor, reference_images, reference_kwargs
+from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs, reference_latents
 from .presets import Preset, get_preset
 from .world_model import (build_dit, build_vae, diffusion_schedule, init_for_training, init_vae_for_training,
                           vae_config)
@@ -273,10 +273,9 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
                                  p_character=0.0, p_random_character=p.p_named, references=True)
             with jt.no_grad():
                 z = vae.encode(frames_to_tensor(batch.frames, video=True)).mode() * vae.scaling_factor
-                r = vae.encode(frames_to_tensor(reference_images(batch.references, p.reference_crop))).mode()
-                r = r * vae.scaling_factor
+                r = reference_latents(vae, batch.references, np.ones(n, bool), crop=p.reference_crop)
                 lat.append(z.numpy())
-                ref.append(r.numpy()[:, :, None])
+                ref.append(r.numpy())
             params += batch.params
             bar.update(n)
     # The reused chunks, then every rank's block in rank order (exact copies), on every rank.
