@@ -127,7 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tiny-v3 (4x VAE, reference tokens), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
                         "tiny-v6 (tiny-v5 with image steps in the first half only), tiny-v7 (tiny-v5 on 6000 "
                         "clips instead of 2000), tiny-v8 (tiny-v5 with patch 2: 64 finer tokens a frame, a quarter of "
-                        "the batch), tiny-v9 (tiny-v5 with references cropped to their object), small (bigger machines), test")
+                        "the batch), tiny-v9 (tiny-v5 with references cropped to their object), tiny-v10 (tiny-v9 sampling "
+                        "from an EMA of its weights), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--vae-from", default=None, metavar="CHECKPOINT",

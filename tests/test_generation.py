@@ -259,3 +259,54 @@ def test_reference_guidance_adds_a_branch_without_the_reference(checkpoint):
         x1 = schedule.step(jt.array(guided.astype(np.float32)), int(t), x)
         want = tensor_to_frames(gen.vae.decode(x1 / gen.vae.scaling_factor))[0]
     assert np.abs(want.astype(int) - shot.astype(int)).max() <= 1
+
+
+def test_weight_average_follows_the_recurrence():
+    """avg <- d avg + (1 - d) w after every step, d = min(decay, (1 + step) / (10 + step))."""
+    from jittor import nn
+    from jvideo.generation.ema import WeightAverage, ema_decay
+    model = nn.Linear(3, 2)
+    start = model.weight.numpy().copy()
+    average = WeightAverage(model, 0.9)
+    expected = start
+    for step, value in enumerate([1.0, -2.0, 5.0]):
+        model.weight.update(model.weight * 0 + value)
+        average.update(step)
+        d = ema_decay(0.9, step)
+        expected = d * expected + (1 - d) * value
+    assert ema_decay(0.9, 0) == 0.1 and ema_decay(0.9, 1000) == 0.9
+    assert np.allclose(average.state_dict_numpy()["weight"], expected, atol=1e-6)
+    assert not np.allclose(expected, model.weight.numpy())
+
+
+def test_an_averaging_run_samples_from_the_average_and_resumes_both(checkpoint, tmp_path, monkeypatch, capsys):
+    """DiTPreset.ema: OUT/dit holds the average, state/ the raw weights, which train exactly as
+    without an average; --resume continues both."""
+    from dataclasses import replace
+
+    from safetensors.numpy import load_file
+    from jvideo.generation import presets
+    from jvideo.generation.ema import ema_decay
+    base = presets.PRESETS["test"]
+
+    def run(ema: float, out: Path, steps: int, resume: bool = False) -> int:
+        monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, ema=ema)))
+        args = ["train", "--preset", "test", "--steps", str(steps), "--vae-from", str(checkpoint), "--out", str(out)]
+        return cli.main(args + (["--resume"] if resume else []))
+
+    dit = "dit/diffusion_pytorch_model.safetensors"
+    assert run(0.0, tmp_path / "plain", 2) == 0 and run(0.5, tmp_path / "avg", 2) == 0
+    plain, average = load_file(str(tmp_path / "plain" / dit)), load_file(str(tmp_path / "avg" / dit))
+    raw = load_file(str(tmp_path / "avg" / "state" / "dit.raw.safetensors"))
+    assert all(np.allclose(raw[k], plain[k], atol=1e-6) for k in plain)
+    assert not all(np.allclose(average[k], raw[k], atol=1e-4) for k in raw)
+    assert run(0.0, tmp_path / "plain", 3, resume=True) == 0 and run(0.5, tmp_path / "avg", 3, resume=True) == 0
+    plain3, average3 = load_file(str(tmp_path / "plain" / dit)), load_file(str(tmp_path / "avg" / dit))
+    raw3 = load_file(str(tmp_path / "avg" / "state" / "dit.raw.safetensors"))
+    d = ema_decay(0.5, 2)
+    assert all(np.allclose(raw3[k], plain3[k], atol=1e-6) for k in plain3)
+    assert all(np.allclose(average3[k], d * average[k] + (1 - d) * raw3[k], atol=1e-5) for k in raw3)
+    # A run started without an average cannot be resumed with one.
+    capsys.readouterr()
+    assert run(0.5, tmp_path / "plain", 4, resume=True) == 2
+    assert "trained without a weight average" in capsys.readouterr().err

@@ -3,8 +3,10 @@
 Layout of the output folder (each part written atomically):
     OUT/preset.json                 the preset used (a resumed run must match it)
     OUT/vae/                        AutoencoderKL (config.json + safetensors)
-    OUT/dit/                        Latte video DiT (config.json + safetensors)
-    OUT/state/{stage}.json          step, losses, latent scale; {stage}.moments.safetensors: AdamW
+    OUT/dit/                        Latte video DiT (config.json + safetensors); with an EMA
+                                    (DiTPreset.ema) the averaged weights, which sampling uses
+    OUT/state/{stage}.json          step, losses, latent scale; {stage}.moments.safetensors: AdamW;
+                                    {stage}.raw.safetensors: the raw weights, when OUT/{stage} holds an EMA
     OUT/loss.png                    loss curves
 A stage resumes from OUT/state when `resume=True`; a finished stage is skipped.
 """
@@ -19,10 +21,12 @@ import numpy as np
 
 from jvideo import distributed as dist
 from jvideo.errors import JVideoError
+from jvideo.models.loading import load_state_dict, state_dict_numpy
 from kernels import runtime
 
 from . import state as st
 from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs, reference_latents
+from .ema import WeightAverage
 from .presets import Preset, get_preset
 from .world_model import (build_dit, build_vae, diffusion_schedule, init_for_training, init_vae_for_training,
                           vae_config)
@@ -60,8 +64,7 @@ def learning_rate(base: float, step: int, steps: int, warmup: int = 50, floor: f
 def load_weights(model, folder: Path):
     """Copy the weights saved in `folder` (save_pretrained's layout) into `model`; returns the
     saved model as loaded (its config too)."""
-    from jvideo.models import from_pretrained, load_state_dict
-    from jvideo.models.loading import state_dict_numpy
+    from jvideo.models import from_pretrained
     saved = from_pretrained(folder)
     load_state_dict(model, state_dict_numpy(saved), str(folder))
     return saved
@@ -70,7 +73,8 @@ def load_weights(model, folder: Path):
 class Stage:
     """One training stage with its own AdamW, checkpointing and resume."""
 
-    def __init__(self, name: str, out: Path, model, lr: float, steps: int, every: int, schedule: str = "constant"):
+    def __init__(self, name: str, out: Path, model, lr: float, steps: int, every: int, schedule: str = "constant",
+                 ema: float = 0.0):
         if schedule not in ("constant", "cosine"):
             raise JVideoError(f"unknown learning-rate schedule {schedule!r} (constant or cosine)")
         self.name, self.out, self.model, self.steps, self.every = name, out, model, steps, every
@@ -79,6 +83,8 @@ class Stage:
         self.step = 0
         self.losses: list[float] = []
         self.extra: dict = {}
+        # With an average, OUT/name holds it (what sampling loads) and the raw weights live in state/.
+        self.average = WeightAverage(model, ema) if ema else None
 
     @property
     def state_path(self) -> Path:
@@ -90,6 +96,8 @@ class Stage:
         if data is None:
             return
         dist.broadcast_module(self.model)
+        if self.average is not None:
+            dist.broadcast_vars(list(self.average.average.values()))
         dist.broadcast_vars([v for g in self.optimizer.param_groups for name in ("m", "values") for v in g.get(name, [])])
         self.optimizer.n_step = data["optimizer_steps"]
         self.step, self.losses, self.extra = data["step"], data["losses"], data.get("extra", {})
@@ -98,7 +106,15 @@ class Stage:
         if not self.state_path.exists():
             return None
         data = st.read_json(self.state_path)
-        load_weights(self.model, self.out / self.name)
+        if self.average is None:
+            load_weights(self.model, self.out / self.name)
+        else:
+            raw = self.state_path.with_suffix(".raw.safetensors")
+            if not raw.exists():
+                raise JVideoError(f"{self.out} was trained without a weight average; resume it with the preset it "
+                                  "was started with, or start a new --out")
+            self.average.load(state_dict_numpy(load_weights(self.model, self.out / self.name)))
+            load_state_dict(self.model, st.load_moments(raw), str(raw))
         st.load_optimizer_moments(self.optimizer, st.load_moments(self.state_path.with_suffix(".moments.safetensors")))
         return data
 
@@ -107,7 +123,11 @@ class Stage:
         if not dist.is_main():
             return
         from jvideo.models import save_pretrained
-        save_pretrained(self.model, self.out / self.name)
+        if self.average is None:
+            save_pretrained(self.model, self.out / self.name)
+        else:
+            save_pretrained(self.model, self.out / self.name, weights=self.average.state_dict_numpy())
+            st.save_moments(self.state_path.with_suffix(".raw.safetensors"), state_dict_numpy(self.model))
         st.save_moments(self.state_path.with_suffix(".moments.safetensors"), st.optimizer_moments(self.optimizer))
         st.write_json(self.state_path, {"step": self.step, "optimizer_steps": self.optimizer.n_step,
                                         "losses": self.losses, "extra": self.extra,
@@ -124,6 +144,8 @@ class Stage:
                     self.optimizer.lr = learning_rate(self.base_lr, self.step, self.steps)
                 loss = loss_fn(self.step)
                 self.optimizer.step(loss)  # under MPI, Jittor's optimizer averages the gradients
+                if self.average is not None:
+                    self.average.update(self.step)
                 if dist.world().distributed:
                     # Run the step's gradient all-reduces now, on every rank: left lazy, they would
                     # run whenever a rank next reads a weight (rank 0 saving), out of step with the
@@ -304,7 +326,7 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
     dit = init_for_training(build_dit(preset))
     schedule = diffusion_schedule(preset)
     text = TextConditioner(preset.text_tokens)
-    stage = Stage("dit", out, dit, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule)
+    stage = Stage("dit", out, dit, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule, ema=p.ema)
     if resume:
         stage.resume()
 

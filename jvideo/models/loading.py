@@ -226,14 +226,20 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def save_pretrained(model: Any, folder: str | os.PathLike) -> Path:
+def save_pretrained(model: Any, folder: str | os.PathLike, weights: dict[str, np.ndarray] | None = None) -> Path:
     """Write folder/config.json + folder/diffusion_pytorch_model.safetensors (diffusers
     layout, loadable by diffusers' from_pretrained too), each atomically. Returns the folder.
+    `weights` (the model's names and shapes; an average of its weights, say) replace the
+    model's own in the file.
     """
     from safetensors.numpy import save_file
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sd = state_dict_numpy(model)
+    if weights is not None:
+        if set(weights) != set(sd) or any(weights[k].shape != sd[k].shape for k in sd):
+            raise ValueError("save_pretrained: the weights do not match the model's names and shapes")
+        sd = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in sd}
     config = model.config.to_dict()
     config["_jvideo_version"] = _version()
     _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(sd, tmp, metadata={"format": "pt"}))
