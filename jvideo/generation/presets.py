@@ -10,7 +10,7 @@ from jvideo.errors import JVideoError
 # Checkpoints shipped with the package: one folder per preset (jvideo train's layout).
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 # The one every command uses by default (generate, eval, film, studio, bench).
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny-v5"
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny-v11"
 
 
 @dataclass
@@ -189,8 +189,8 @@ PRESETS = {
     "tiny-v3": _TINY_V3,
     # tiny-v3 with one change: the caption (and reference) pooled into every block's adaLN.
     "tiny-v4": _TINY_V4,
-    # tiny-v4 with joint image-video training: every other step is 32 single frames. The shipped
-    # default (its VAE is tiny-v3's; README, "Generation").
+    # tiny-v4 with joint image-video training: every other step is 32 single frames (its VAE is
+    # tiny-v3's, and every later recipe's).
     "tiny-v5": _TINY_V5,
     # tiny-v5 with its image steps in the first half only: the last 2500 steps are all clips.
     "tiny-v6": replace(_TINY_V5, name="tiny-v6", dit=replace(_TINY_V5.dit, image_until=0.5)),
@@ -205,8 +205,8 @@ PRESETS = {
     # tiny-v9 sampling from an exponential moving average of its weights (DiTPreset.ema); the
     # raw weights train exactly as tiny-v9's.
     "tiny-v10": replace(_TINY_V5, name="tiny-v10", dit=replace(_TINY_V5.dit, reference_crop=True, ema=0.999)),
-    # tiny-v10 at twice the learning rate (1e-3, cosine to 1e-4): the average absorbs the
-    # noisier steps.
+    # tiny-v10 at twice the learning rate (1e-3, cosine to 1e-4). The shipped default
+    # (README, "Generation").
     "tiny-v11": replace(_TINY_V5, name="tiny-v11", dit=replace(_TINY_V5.dit, reference_crop=True, ema=0.999, lr=1e-3)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
