@@ -35,3 +35,9 @@ def test_evaluation_reports_every_figure_and_the_vae_ceiling():
     # the reconstructions are what the VAE lets through.
     assert ceiling["colour_rendered"] == 1.0 and ceiling["shape_rendered"] == 1.0
     assert 0.0 <= ceiling["colour"] <= 1.0 and 0.0 <= ceiling["shape"] <= 1.0
+    probe = report["direction_probe"]
+    assert set(probe) == {"t=400", "t=700", "t=900", "t=990"}
+    assert all(set(row) == {"true", "opposite", "no_caption"} and all(v > 0 for v in row.values())
+               for row in probe.values())
+    # The shipped model uses the caption (README, item 14): without one it errs more at high noise.
+    assert probe["t=900"]["no_caption"] > 1.2 * probe["t=900"]["true"]
