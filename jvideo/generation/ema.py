@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jvideo.models.loading import vars_numpy
 from kernels import runtime
 
 jt = runtime.import_jittor()
@@ -38,7 +39,7 @@ class WeightAverage:
         jt.sync(list(self.average.values()))   # run now: left lazy, each step would chain onto the last
 
     def state_dict_numpy(self) -> dict[str, np.ndarray]:
-        return {k: np.ascontiguousarray(v.numpy(), dtype=np.float32) for k, v in self.average.items()}
+        return vars_numpy(self.average)
 
     def load(self, weights: dict[str, np.ndarray]) -> None:
         """Set the average from saved arrays (same names and shapes as the model's)."""

@@ -154,8 +154,8 @@ def direction_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (400, 7
 
     from kernels import runtime
 
-    from .conditioning import frames_to_tensor, reference_kwargs
-    from .train import object_weights, weighted_mean
+    from .conditioning import frames_to_tensor
+    from .train import object_weights, v_loss
     from .world_model import diffusion_schedule
     jt = runtime.import_jittor()
     p = gen.preset
@@ -171,21 +171,16 @@ def direction_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (400, 7
                 "opposite": [caption(replace(q, motion=OPPOSITE[q.motion]), np.random.default_rng(i), "train")
                              for i, q in enumerate(params)],
                 "no_caption": [""] * n}
+    encoded = {name: gen.text.encode(caps) for name, caps in captions.items()}    # (emb, mask) each
     schedule = diffusion_schedule(p)
     out: dict[str, dict[str, float]] = {}
     for t0 in timesteps:
         noise = jt.array(np.random.default_rng([seed, t0]).standard_normal(tuple(x0.shape)).astype(np.float32))
         t = np.full(n, t0)
-        xt, target = schedule.add_noise(x0, noise, t), schedule.velocity(x0, noise, t)
-        row = {}
-        for name, caps in captions.items():
-            emb, mask = gen.text.encode(caps)
-            with jt.no_grad():
-                pred = gen.dit(jt.concat([reference, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
-                               **reference_kwargs(gen.dit, reference, keep))
-                err = pred[:, :, 1:] - target
-                row[name] = float(weighted_mean(err * err, weights).item())
-        out[f"t={t0}"] = row
+        with jt.no_grad():
+            out[f"t={t0}"] = {name: float(v_loss(gen.dit, schedule, x0, noise, t, reference, keep, emb, mask,
+                                                 weights).item())
+                              for name, (emb, mask) in encoded.items()}
     return out
 
 

@@ -177,6 +177,8 @@ _TINY_V3 = Preset("tiny-v3", vae=VAEPreset(channels=(16, 32, 64), latent_channel
 # Each recipe after tiny-v3 is the one before with one change (README, "Generation").
 _TINY_V4 = replace(_TINY_V3, name="tiny-v4", dit=replace(_TINY_V3.dit, pooled_conditioning=True))
 _TINY_V5 = replace(_TINY_V4, name="tiny-v5", dit=replace(_TINY_V4.dit, image_every=2, image_batch=32))
+_TINY_V9 = replace(_TINY_V5, name="tiny-v9", dit=replace(_TINY_V5.dit, reference_crop=True))
+_TINY_V10 = replace(_TINY_V9, name="tiny-v10", dit=replace(_TINY_V9.dit, ema=0.999))
 
 PRESETS = {
     # Trains on a 2-core CPU: see the README for the measured time and losses.
@@ -201,13 +203,13 @@ PRESETS = {
     # each, against 16 of 16x16) with a quarter of the batch (2 clips, 8 single frames).
     "tiny-v8": replace(_TINY_V5, name="tiny-v8", dit=replace(_TINY_V5.dit, patch=2, batch=2, image_batch=8)),
     # tiny-v5 with identity references cut around their object (DiTPreset.reference_crop).
-    "tiny-v9": replace(_TINY_V5, name="tiny-v9", dit=replace(_TINY_V5.dit, reference_crop=True)),
+    "tiny-v9": _TINY_V9,
     # tiny-v9 sampling from an exponential moving average of its weights (DiTPreset.ema); the
     # raw weights train exactly as tiny-v9's.
-    "tiny-v10": replace(_TINY_V5, name="tiny-v10", dit=replace(_TINY_V5.dit, reference_crop=True, ema=0.999)),
+    "tiny-v10": _TINY_V10,
     # tiny-v10 at twice the learning rate (1e-3, cosine to 1e-4). The shipped default
     # (README, "Generation").
-    "tiny-v11": replace(_TINY_V5, name="tiny-v11", dit=replace(_TINY_V5.dit, reference_crop=True, ema=0.999, lr=1e-3)),
+    "tiny-v11": replace(_TINY_V10, name="tiny-v11", dit=replace(_TINY_V10.dit, lr=1e-3)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

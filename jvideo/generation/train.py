@@ -224,6 +224,17 @@ def weighted_mean(values, weight):
     return (values * weight).mean() / weight.mean()
 
 
+def v_loss(dit, schedule, x0, noise, t: np.ndarray, ref, keep: np.ndarray, emb, mask, weights):
+    """The DiT's weighted v-prediction MSE on clean latents x0 (B, c, T, h, w) noised to steps t
+    (B,), with reference latents ref (B, c, 1, h, w) as the clean frame 0 (keep (B,): which rows
+    have one) and weights (B, 1, T, h, w); the reference frame is not scored."""
+    xt = schedule.add_noise(x0, noise, t)
+    pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
+               **reference_kwargs(dit, ref, keep))
+    err = pred[:, :, 1:] - schedule.velocity(x0, noise, t)
+    return weighted_mean(err * err, weights)
+
+
 def measure_latent_std(vae, preset: Preset, rng: np.random.Generator) -> float:
     """Std of the VAE's latent means on fresh clips: the DiT trains on latents / std."""
     from jvideo.toyworld.dataset import sample_batch
@@ -345,13 +356,8 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         ref = jt.array(data["references"][idx] * keep[:, None, None, None, None])
         emb, mask = text.encode(captions)
         t = rng.integers(0, preset.timesteps, size=n)
-        noise = jt.randn(x0.shape)
-        xt = schedule.add_noise(x0, noise, t)
-        pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
-                   **reference_kwargs(dit, ref, keep))
-        target = schedule.velocity(x0, noise, t)
-        err = pred[:, :, 1:] - target
-        return weighted_mean(err * err, jt.array(np.ascontiguousarray(weights)))
+        return v_loss(dit, schedule, x0, jt.randn(x0.shape), t, ref, keep, emb, mask,
+                      jt.array(np.ascontiguousarray(weights)))
 
     return stage.run(loss_fn)
 

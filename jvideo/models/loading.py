@@ -131,8 +131,13 @@ def load_state_dict(model: Any, sd: dict[str, np.ndarray], source: str = "state 
     jt.sync_all()
 
 
+def vars_numpy(named: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Named Jittor Vars -> contiguous float32 arrays (what safetensors files hold)."""
+    return {k: np.ascontiguousarray(v.numpy(), dtype=np.float32) for k, v in named.items()}
+
+
 def state_dict_numpy(model: Any) -> dict[str, np.ndarray]:
-    return {k: np.ascontiguousarray(v.numpy(), dtype=np.float32) for k, v in model.state_dict().items()}
+    return vars_numpy(model.state_dict())
 
 
 # ---- public API -------------------------------------------------------------------------
@@ -235,11 +240,13 @@ def save_pretrained(model: Any, folder: str | os.PathLike, weights: dict[str, np
     from safetensors.numpy import save_file
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sd = state_dict_numpy(model)
-    if weights is not None:
-        if set(weights) != set(sd) or any(weights[k].shape != sd[k].shape for k in sd):
+    if weights is None:
+        sd = state_dict_numpy(model)
+    else:   # checked against the model's shapes, without copying its own weights out
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if set(weights) != set(shapes) or any(tuple(weights[k].shape) != s for k, s in shapes.items()):
             raise ValueError("save_pretrained: the weights do not match the model's names and shapes")
-        sd = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in sd}
+        sd = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in shapes}
     config = model.config.to_dict()
     config["_jvideo_version"] = _version()
     _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(sd, tmp, metadata={"format": "pt"}))
