@@ -261,6 +261,30 @@ def test_reference_guidance_adds_a_branch_without_the_reference(checkpoint):
     assert np.abs(want.astype(int) - shot.astype(int)).max() <= 1
 
 
+def test_word_tokens_append_the_input_layer_to_the_context(checkpoint, tmp_path, monkeypatch):
+    """Preset.word_tokens: the context is the output states then the input-layer vectors of the
+    same tokens (twice the keys, the mask repeated); such a run trains and samples."""
+    from dataclasses import replace
+
+    from jvideo.generation import presets
+    from jvideo.generation.conditioning import TextConditioner
+    from jvideo.generation.sample import Generator
+    texts = ["a red circle moves left", ""]
+    plain, plain_mask = (v.numpy() for v in TextConditioner(8).encode(texts))
+    both, both_mask = (v.numpy() for v in TextConditioner(8, word_tokens=True).encode(texts))
+    assert both.shape == (2, 16, 384) and np.array_equal(both[:, :8], plain)
+    assert np.array_equal(both_mask, np.concatenate([plain_mask, plain_mask], axis=1))
+    assert not np.allclose(both[:, 8:], plain, atol=1e-2)
+    base = presets.PRESETS["test"]
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, word_tokens=True))
+    out = tmp_path / "words"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    gen = Generator.load(out)
+    assert gen.preset.word_tokens and gen.text.word_tokens
+    shot = gen.generate("a red circle moves left on the grass", seed=1, steps=2)
+    assert shot.shape == (4, 32, 32, 3)
+
+
 def test_weight_average_follows_the_recurrence():
     """avg <- d avg + (1 - d) w after every step, d = min(decay, (1 + step) / (10 + step))."""
     from jittor import nn

@@ -25,6 +25,21 @@ def test_minilm_pooled_and_tokens(minilm):
     assert 3 < n <= 16 and np.all(tokens[0, n:] == 0) and np.abs(tokens[0, :n]).sum() > 0
 
 
+def test_input_layer_tokens_differ_only_at_the_changed_word(minilm):
+    """layer=0: the embedding layer's vectors (word plus position), so "left" and "right" change
+    one token; the output states (layer None, MiniLM's 6th) change at every token."""
+    texts = ["a red circle slides to the left on the grass", "a red circle slides to the right on the grass"]
+    words, mask = minilm.embed_tokens(texts, max_length=16, layer=0)
+    states, states_mask = minilm.embed_tokens(texts, max_length=16)
+    assert np.array_equal(mask, states_mask) and words.shape == states.shape == (2, 16, 384)
+    n = int(mask[0].sum())
+    changed = np.linalg.norm(words[0, :n] - words[1, :n], axis=-1) > 1e-4
+    assert changed.sum() == 1 and changed[7]            # [CLS] a red circle slides to the |left|
+    assert (np.linalg.norm(states[0, :n] - states[1, :n], axis=-1) > 1e-4).all()
+    last, _ = minilm.embed_tokens(texts, max_length=16, layer=6)
+    assert np.allclose(last, states, atol=1e-5) and not np.allclose(words, states, atol=1e-2)
+
+
 def test_cache_is_used_and_keyed_by_text(minilm, monkeypatch):
     first = minilm.embed(["the cache test sentence"])
     files = list(minilm.cache_dir.rglob("*.npy"))

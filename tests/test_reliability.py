@@ -521,7 +521,7 @@ PRESET_MUTATIONS = [
     ("size", 100000), ("frames", 10**7), ("frames", 0), ("size", -64), ("size", "64"), ("frames", 1.5),
     ("timesteps", None), ("text_tokens", True), ("vae", []), ("dit", "x"), ("unknown_key", 1),
     ("vae.channels", [16, -1]), ("vae.channels", []), ("dit.heads", 0), ("dit.batch", float("nan")),
-    ("dit.image_until", 2.0), ("dit.image_until", 0),
+    ("dit.image_until", 2.0), ("dit.image_until", 0), ("word_tokens", "yes"), ("dit.reference_tokens", 1),
 ]
 
 

@@ -54,13 +54,19 @@ def reference_kwargs(dit, ref, keep: np.ndarray) -> dict:
 
 
 class TextConditioner:
-    """Captions -> MiniLM token embeddings (B, L, 384) and a key mask (B, L), L = max_tokens."""
+    """Captions -> MiniLM token embeddings (B, L, 384) and a key mask (B, L), L = max_tokens;
+    with `word_tokens` (Preset.word_tokens) L = 2 * max_tokens: the encoder's output states, then
+    its input layer's vectors of the same tokens."""
 
-    def __init__(self, max_tokens: int, encoder=None):
+    def __init__(self, max_tokens: int, encoder=None, word_tokens: bool = False):
         from jvideo.models.text_encoder import TextEncoder
         self.max_tokens = max_tokens
         self.encoder = encoder or TextEncoder()
+        self.word_tokens = word_tokens
 
     def encode(self, texts: list[str]):
         emb, mask = self.encoder.embed_tokens(texts, max_length=self.max_tokens)
+        if self.word_tokens:
+            words, _ = self.encoder.embed_tokens(texts, max_length=self.max_tokens, layer=0)
+            emb, mask = np.concatenate([emb, words], axis=1), np.concatenate([mask, mask], axis=1)
         return jt.array(emb.astype(np.float32)), jt.array(mask.astype(np.float32))

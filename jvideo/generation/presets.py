@@ -105,6 +105,10 @@ class Preset:
     frames: int = 16
     size: int = 64
     text_tokens: int = 24          # MiniLM tokens kept for cross-attention
+    # Cross-attention also reads MiniLM's input-layer vectors of those tokens (word plus
+    # position, TextEncoder.embed_tokens(layer=0)) after its output states: there "left" and
+    # "right" differ as much as two colours do, in the output states 4x less (README, item 14).
+    word_tokens: bool = False
     timesteps: int = 1000
     vae: VAEPreset = field(default_factory=VAEPreset)
     dit: DiTPreset = field(default_factory=DiTPreset)
@@ -152,7 +156,9 @@ def _check_fields(obj) -> None:
     from dataclasses import fields
     for f in fields(obj):
         value, default = getattr(obj, f.name), f.default
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
             ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
                   and (isinstance(value, int) or not isinstance(default, int))
                   and math.isfinite(value) and (value > 0 or (value == 0 and f.name in _MAY_BE_ZERO)))
@@ -179,6 +185,7 @@ _TINY_V4 = replace(_TINY_V3, name="tiny-v4", dit=replace(_TINY_V3.dit, pooled_co
 _TINY_V5 = replace(_TINY_V4, name="tiny-v5", dit=replace(_TINY_V4.dit, image_every=2, image_batch=32))
 _TINY_V9 = replace(_TINY_V5, name="tiny-v9", dit=replace(_TINY_V5.dit, reference_crop=True))
 _TINY_V10 = replace(_TINY_V9, name="tiny-v10", dit=replace(_TINY_V9.dit, ema=0.999))
+_TINY_V11 = replace(_TINY_V10, name="tiny-v11", dit=replace(_TINY_V10.dit, lr=1e-3))
 
 PRESETS = {
     # Trains on a 2-core CPU: see the README for the measured time and losses.
@@ -209,7 +216,9 @@ PRESETS = {
     "tiny-v10": _TINY_V10,
     # tiny-v10 at twice the learning rate (1e-3, cosine to 1e-4). The shipped default
     # (README, "Generation").
-    "tiny-v11": replace(_TINY_V10, name="tiny-v11", dit=replace(_TINY_V10.dit, lr=1e-3)),
+    "tiny-v11": _TINY_V11,
+    # tiny-v11 whose cross-attention also reads the caption's word vectors (Preset.word_tokens).
+    "tiny-v12": replace(_TINY_V11, name="tiny-v12", word_tokens=True),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

@@ -33,7 +33,7 @@ class Generator:
         vae = from_pretrained(folder / "vae")
         vae.scaling_factor = vae.config.scaling_factor
         dit = from_pretrained(folder / "dit")
-        return cls(preset, vae, dit, TextConditioner(preset.text_tokens))
+        return cls(preset, vae, dit, TextConditioner(preset.text_tokens, word_tokens=preset.word_tokens))
 
     def check_request(self, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0) -> None:
         check_request(self.preset, prompt, frames, steps, cfg, ref_cfg)

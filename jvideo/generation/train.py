@@ -336,7 +336,7 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
     data["weights"] = object_weights(data["params"], cell, p.object_weight)[:, None]
     dit = init_for_training(build_dit(preset))
     schedule = diffusion_schedule(preset)
-    text = TextConditioner(preset.text_tokens)
+    text = TextConditioner(preset.text_tokens, word_tokens=preset.word_tokens)
     stage = Stage("dit", out, dit, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule, ema=p.ema)
     if resume:
         stage.resume()

@@ -7,6 +7,7 @@ offline, 384-d). Any local sentence-transformers folder or transformers encoder 
     enc = TextEncoder()                       # MiniLM
     pooled = enc.embed(["a cat on a roof"])   # (N, 384) unit vectors
     tokens, mask = enc.embed_tokens(["a cat"], max_length=32)   # (N, 32, 384), (N, 32)
+    words, _ = enc.embed_tokens(["a cat"], max_length=32, layer=0)   # the input layer's vectors
 
 Embeddings are cached per text under `cache_dir` (default $JVIDEO_CACHE or
 ~/.cache/jvideo/text) keyed by sha256(encoder id, kind, text); writes are atomic.
@@ -155,11 +156,14 @@ class TextEncoder:
             return np.zeros((0, self.dim), np.float32)
         return np.stack(self._cached("pooled", texts, self._compute_pooled))
 
-    def embed_tokens(self, texts: Sequence[str], max_length: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    def embed_tokens(self, texts: Sequence[str], max_length: int = 32,
+                     layer: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-token embeddings (N, max_length, D) zero-padded, and the mask (N, max_length)
-        with 1 for real tokens: the cross-attention context of the video DiT."""
-        per_text = self._cached(f"tokens{max_length}", list(texts),
-                                lambda chunk: self._compute_tokens(chunk, max_length))
+        with 1 for real tokens: the cross-attention context of the video DiT. `layer` picks a
+        hidden state (0: the embedding layer's output, word plus position, before any
+        attention); None: the encoder's output."""
+        kind = f"tokens{max_length}" if layer is None else f"tokens{max_length}@{layer}"
+        per_text = self._cached(kind, list(texts), lambda chunk: self._compute_tokens(chunk, max_length, layer))
         d = per_text[0].shape[-1] if per_text else self.dim
         tokens = np.zeros((len(per_text), max_length, d), np.float32)
         mask = np.zeros((len(per_text), max_length), np.float32)
@@ -175,11 +179,12 @@ class TextEncoder:
                                            normalize_embeddings=True, show_progress_bar=False))
         return [t.mean(axis=0) for t in self._compute_tokens(texts, 512)]   # mean over real tokens
 
-    def _compute_tokens(self, texts: list[str], max_length: int) -> list[np.ndarray]:
-        """Unpadded (L_i, D) last hidden states, L_i <= max_length (special tokens included)."""
+    def _compute_tokens(self, texts: list[str], max_length: int, layer: int | None = None) -> list[np.ndarray]:
+        """Unpadded (L_i, D) hidden states of `layer` (None: the last), L_i <= max_length
+        (special tokens included)."""
         self._load()
         import torch
-        if self.kind == "sentence-transformers":
+        if self.kind == "sentence-transformers" and layer is None:
             old = self._model.max_seq_length
             self._model.max_seq_length = min(old, max_length)
             try:
@@ -188,8 +193,13 @@ class TextEncoder:
             finally:
                 self._model.max_seq_length = old
             return [o.detach().cpu().numpy() if hasattr(o, "detach") else np.asarray(o) for o in outs]
-        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        if self.kind == "sentence-transformers":   # its first module wraps the transformers model
+            tokenizer, model = self._model.tokenizer, self._model[0].auto_model
+        else:
+            tokenizer, model = self._tokenizer, self._model
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         with torch.no_grad():
-            hidden = self._model(**batch).last_hidden_state.numpy()
+            out = model(**batch, output_hidden_states=layer is not None)
+            hidden = (out.last_hidden_state if layer is None else out.hidden_states[layer]).numpy()
         lengths = batch["attention_mask"].sum(dim=1).tolist()
         return [hidden[i, :n] for i, n in enumerate(lengths)]
