@@ -38,6 +38,12 @@ def test_input_layer_tokens_differ_only_at_the_changed_word(minilm):
     assert (np.linalg.norm(states[0, :n] - states[1, :n], axis=-1) > 1e-4).all()
     last, _ = minilm.embed_tokens(texts, max_length=16, layer=6)
     assert np.allclose(last, states, atol=1e-5) and not np.allclose(words, states, atol=1e-2)
+    # The embedding-layer shortcut gives the full forward's hidden_states[0].
+    import torch
+    tokenizer, model = minilm._model.tokenizer, minilm._model[0].auto_model
+    with torch.no_grad():
+        full = model(**tokenizer(texts, return_tensors="pt"), output_hidden_states=True).hidden_states[0].numpy()
+    assert np.allclose(words[:, :n], full[:, :n], atol=1e-5)
 
 
 def test_cache_is_used_and_keyed_by_text(minilm, monkeypatch):

@@ -199,7 +199,11 @@ class TextEncoder:
             tokenizer, model = self._tokenizer, self._model
         batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         with torch.no_grad():
-            out = model(**batch, output_hidden_states=layer is not None)
-            hidden = (out.last_hidden_state if layer is None else out.hidden_states[layer]).numpy()
+            if layer == 0 and hasattr(model, "embeddings"):   # BERT-like: skip the attention layers
+                hidden = model.embeddings(input_ids=batch["input_ids"],
+                                          token_type_ids=batch.get("token_type_ids")).numpy()
+            else:
+                out = model(**batch, output_hidden_states=layer is not None)
+                hidden = (out.last_hidden_state if layer is None else out.hidden_states[layer]).numpy()
         lengths = batch["attention_mask"].sum(dim=1).tolist()
         return [hidden[i, :n] for i, n in enumerate(lengths)]
