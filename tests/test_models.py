@@ -342,3 +342,43 @@ def test_latte_gradients_match_torch(latte_pair):
     for name, g in zip(names, grads):
         want = params[name].grad.numpy()
         assert max_err(g, want) <= 1e-3 * max(1.0, float(np.abs(want).max())), name
+
+
+def test_latte_temporal_cross_attention(latte_pair, tmp_path):
+    """jvideo's extension: temporal blocks cross-attend too. With their cross-attention output
+    zeroed the model equals the plain one; with the spatial blocks' zeroed instead the text still
+    changes the output (read on the time lines); masked padding changes nothing; save/load."""
+    _, model, folder = latte_pair
+    raw = json.loads((folder / "config.json").read_text())
+    assert all(block.attn2 is None for block in model.temporal_transformer_blocks)
+    ours = models.Latte(models.LatteConfig.from_dict({**raw, "temporal_cross_attention": True}))
+    ours.load_state_dict(model.state_dict())
+    rng = np.random.default_rng(9)
+    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
+    t = jt.array(np.array([300, 40]))
+    text = rng.standard_normal((2, 3, 12)).astype(np.float32)
+    other = jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
+
+    def zero_out(blocks) -> list:
+        saved = [(b.attn2.to_out[0].weight.numpy(), b.attn2.to_out[0].bias.numpy()) for b in blocks]
+        for b in blocks:
+            b.attn2.to_out[0].weight.update(jt.zeros(b.attn2.to_out[0].weight.shape))
+            b.attn2.to_out[0].bias.update(jt.zeros(b.attn2.to_out[0].bias.shape))
+        return saved
+
+    def restore(blocks, saved) -> None:
+        for b, (w, bias) in zip(blocks, saved):
+            b.attn2.to_out[0].weight.update(jt.array(w))
+            b.attn2.to_out[0].bias.update(jt.array(bias))
+
+    saved = zero_out(ours.temporal_transformer_blocks)
+    assert max_err(ours(x, t, jt.array(text)).numpy(), model(x, t, jt.array(text)).numpy()) <= 1e-5
+    restore(ours.temporal_transformer_blocks, saved)
+    full = ours(x, t, jt.array(text)).numpy()
+    padded = np.concatenate([text, 50 * rng.standard_normal((2, 2, 12)).astype(np.float32)], axis=1)
+    mask = jt.array(np.array([[1, 1, 1, 0, 0]] * 2, np.float32))
+    assert max_err(ours(x, t, jt.array(padded), mask).numpy(), full) <= 1e-4
+    zero_out(ours.transformer_blocks)
+    assert max_err(ours(x, t, jt.array(text)).numpy(), ours(x, t, other).numpy()) > 1e-3
+    again = models.from_pretrained(models.save_pretrained(ours, tmp_path / "temporal"))
+    assert max_err(again(x, t, jt.array(text)).numpy(), ours(x, t, jt.array(text)).numpy()) == 0.0

@@ -87,6 +87,9 @@ class DiTPreset:
     # Clips rendered and encoded once before DiT training (latents and references cached in
     # memory): the DiT step then costs only the DiT, not rendering and the VAE encoder.
     dataset_clips: int = 2000
+    # Temporal blocks cross-attend to the caption and reference too (LatteConfig.
+    # temporal_cross_attention): each patch position's time line reads the motion words directly.
+    temporal_cross_attention: bool = False
     # Decay of an exponential moving average of the weights (ema.WeightAverage), which the
     # checkpoint then holds and sampling uses, as DiT and Latte sample; 0: no average, the raw
     # weights. At 0.999 it spans about the last 1,000 steps.
@@ -186,6 +189,7 @@ _TINY_V5 = replace(_TINY_V4, name="tiny-v5", dit=replace(_TINY_V4.dit, image_eve
 _TINY_V9 = replace(_TINY_V5, name="tiny-v9", dit=replace(_TINY_V5.dit, reference_crop=True))
 _TINY_V10 = replace(_TINY_V9, name="tiny-v10", dit=replace(_TINY_V9.dit, ema=0.999))
 _TINY_V11 = replace(_TINY_V10, name="tiny-v11", dit=replace(_TINY_V10.dit, lr=1e-3))
+_TINY_V12 = replace(_TINY_V11, name="tiny-v12", word_tokens=True)
 
 PRESETS = {
     # Trains on a 2-core CPU: see the README for the measured time and losses.
@@ -218,7 +222,9 @@ PRESETS = {
     # (README, "Generation").
     "tiny-v11": _TINY_V11,
     # tiny-v11 whose cross-attention also reads the caption's word vectors (Preset.word_tokens).
-    "tiny-v12": replace(_TINY_V11, name="tiny-v12", word_tokens=True),
+    "tiny-v12": _TINY_V12,
+    # tiny-v12 whose temporal blocks cross-attend too (DiTPreset.temporal_cross_attention).
+    "tiny-v13": replace(_TINY_V12, name="tiny-v13", dit=replace(_TINY_V12.dit, temporal_cross_attention=True)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

@@ -27,7 +27,8 @@ def dit_config(preset: Preset) -> LatteConfig:
                        sample_size=preset.latent_size, patch_size=p.patch, activation_fn="gelu-approximate",
                        num_embeds_ada_norm=preset.timesteps, norm_elementwise_affine=False, norm_eps=1e-6,
                        caption_channels=384, video_length=preset.frames + 1,
-                       reference_tokens=p.reference_tokens, pooled_conditioning=p.pooled_conditioning)
+                       reference_tokens=p.reference_tokens, pooled_conditioning=p.pooled_conditioning,
+                       temporal_cross_attention=p.temporal_cross_attention)
 
 
 def build_vae(preset: Preset) -> AutoencoderKL:

@@ -17,6 +17,11 @@ With `pooled_conditioning` (also jvideo's) the caption's masked mean, and the re
 tokens' mean where there is one, are projected and added to the timestep embedding, so every
 block's adaLN modulation carries them: DiT (Peebles & Xie) found adaLN conditioning learns
 far faster than cross-attention alone, which matters on a CPU budget.
+
+With `temporal_cross_attention` (also jvideo's) the temporal blocks cross-attend to the same
+context as the spatial ones: a patch position's time line then reads "moves left" in one hop,
+where without it the direction reaches the temporal blocks only through the tokens the spatial
+blocks wrote (and the pooled adaLN).
 """
 from __future__ import annotations
 
@@ -62,6 +67,8 @@ class LatteConfig(ModelConfig):
     reference_tokens: bool = False
     # jvideo's extension: pooled caption (and reference) added to the adaLN timestep embedding.
     pooled_conditioning: bool = False
+    # jvideo's extension: temporal blocks cross-attend to the caption (and reference) too.
+    temporal_cross_attention: bool = False
 
     def validate(self, raw: dict) -> None:
         require(raw, "norm_type", ("ada_norm_single",), "LatteTransformer3DModel")
@@ -98,7 +105,8 @@ def latte_config(name: str = "Latte-1", **overrides) -> LatteConfig:
 
 
 class LatteBlock(nn.Module):
-    """adaLN-single transformer block on tokens (B', L, D); spatial blocks also cross-attend.
+    """adaLN-single transformer block on tokens (B', L, D); spatial blocks (and, with
+    temporal_cross_attention, temporal ones) also cross-attend.
 
     `t6` (B', 6D) is the shared timestep modulation; context (B', S, D) the projected text.
     """
@@ -150,7 +158,9 @@ class Latte(nn.Module):
                                     interpolation_scale=max(cfg.sample_size // 64, 1))
         self.transformer_blocks = nn.ModuleList([LatteBlock(cfg, cross_attention=cfg.cross_attention_dim is not None)
                                                  for _ in range(cfg.num_layers)])
-        self.temporal_transformer_blocks = nn.ModuleList([LatteBlock(cfg, cross_attention=False)
+        if cfg.temporal_cross_attention and cfg.cross_attention_dim is None:
+            raise ValueError("temporal_cross_attention needs cross_attention_dim")
+        self.temporal_transformer_blocks = nn.ModuleList([LatteBlock(cfg, cross_attention=cfg.temporal_cross_attention)
                                                           for _ in range(cfg.num_layers)])
         self.norm_out = LayerNorm(d, 1e-6, elementwise_affine=False)
         self.scale_shift_table = jt.randn((2, d)) / d ** 0.5
@@ -216,6 +226,10 @@ class Latte(nn.Module):
             context, text_mask = self.reference_context(text, text_mask, refs, reference_mask)
         else:
             context = self.caption_projection(text)
+        time_context = time_mask = None
+        if self.config.temporal_cross_attention:                      # (B*N, S, D): one per patch position
+            time_context = repeat_rows(context, n)
+            time_mask = repeat_rows(text_mask, n) if text_mask is not None else None
         context = repeat_rows(context, frames)                         # (B*T, S, D)
         mask = repeat_rows(text_mask, frames) if text_mask is not None else None
         t6_spatial, t6_temporal = repeat_rows(t6, frames), repeat_rows(t6, n)
@@ -226,7 +240,7 @@ class Latte(nn.Module):
             tokens = tokens.reshape((b, frames, n, d)).permute(0, 2, 1, 3).reshape((b * n, frames, d))
             if i == 0 and frames > 1:
                 tokens = tokens + self._temp_pos_embed[:, :frames]
-            tokens = temporal(tokens, t6_temporal)
+            tokens = temporal(tokens, t6_temporal, time_context, time_mask)
             tokens = tokens.reshape((b, n, frames, d)).permute(0, 2, 1, 3).reshape((b * frames, n, d))
         mod = self.scale_shift_table.unsqueeze(0) + repeat_rows(t_emb, frames).unsqueeze(1)   # (B*T, 2, D)
         tokens = self.norm_out.modulate(tokens, mod[:, 0], mod[:, 1])
