@@ -129,7 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tiny-v6 (tiny-v5 with image steps in the first half only), tiny-v7 (tiny-v5 on 6000 "
                         "clips instead of 2000), tiny-v8 (tiny-v5 with patch 2: 64 finer tokens a frame, a quarter of "
                         "the batch), tiny-v9 (tiny-v5 with references cropped to their object), tiny-v10 (tiny-v9 sampling "
-                        "from an EMA of its weights), small (bigger machines), test")
+                        "from an EMA of its weights), tiny-v12 (tiny-v11 whose cross-attention also reads MiniLM's "
+                        "input-layer word vectors), tiny-v13 (tiny-v12 whose temporal blocks cross-attend too), "
+                        "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--vae-from", default=None, metavar="CHECKPOINT",
