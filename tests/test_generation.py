@@ -285,6 +285,25 @@ def test_word_tokens_append_the_input_layer_to_the_context(checkpoint, tmp_path,
     assert shot.shape == (4, 32, 32, 3)
 
 
+def test_frame_modulation_trains_and_samples(checkpoint, tmp_path, monkeypatch):
+    """DiTPreset.frame_modulation: the frame vectors start at zero, training moves them, and
+    the run's checkpoint samples."""
+    from dataclasses import replace
+
+    from jvideo.generation import presets
+    from jvideo.generation.sample import Generator
+    base = presets.PRESETS["test"]
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, frame_modulation=True)))
+    out = tmp_path / "frames"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    gen = Generator.load(out)
+    assert gen.dit.config.frame_modulation
+    learnt = gen.dit.frame_embedding.numpy()
+    assert learnt.shape == (base.frames + 1, gen.dit.config.hidden_size) and np.abs(learnt).max() > 0
+    shot = gen.generate("a red circle moves left on the grass", seed=1, steps=2)
+    assert shot.shape == (4, 32, 32, 3)
+
+
 def test_weight_average_follows_the_recurrence():
     """avg <- d avg + (1 - d) w after every step, d = min(decay, (1 + step) / (10 + step))."""
     from jittor import nn

@@ -382,3 +382,47 @@ def test_latte_temporal_cross_attention(latte_pair, tmp_path):
     assert max_err(ours(x, t, jt.array(text)).numpy(), ours(x, t, other).numpy()) > 1e-3
     again = models.from_pretrained(models.save_pretrained(ours, tmp_path / "temporal"))
     assert max_err(again(x, t, jt.array(text)).numpy(), ours(x, t, jt.array(text)).numpy()) == 0.0
+
+
+def test_latte_cross_attention_reads_each_clip_once(latte_pair):
+    """A block's cross-attention on a clip's G rows at once equals diffusers' way, the context
+    repeated per row (padding masked), and one clip's context never reaches another's rows."""
+    from jvideo.models.latte import repeat_rows
+    _, model, _ = latte_pair
+    block = model.transformer_blocks[0]
+    rng = np.random.default_rng(4)
+    d = model.config.hidden_size
+    x = jt.array(rng.standard_normal((2 * 3, 5, d)).astype(np.float32))          # 2 clips x 3 frames
+    context = jt.array(rng.standard_normal((2, 4, model.config.cross_attention_dim)).astype(np.float32))
+    mask = jt.array(np.array([[1, 1, 1, 0], [1, 1, 0, 0]], np.float32))
+    per_clip = block.cross_attention(x, context, mask).numpy()
+    per_row = block.attn2(x, repeat_rows(context, 3), repeat_rows(mask, 3)).numpy()
+    assert max_err(per_clip, per_row) <= 1e-5
+    other = context.numpy().copy()
+    other[1] += 5.0
+    changed = block.cross_attention(x, jt.array(other), mask).numpy()
+    assert max_err(changed[:3], per_clip[:3]) == 0.0 and max_err(changed[3:], per_clip[3:]) > 1e-3
+
+
+def test_latte_frame_modulation(latte_pair, tmp_path):
+    """jvideo's extension: with its frame vectors at their zero start the model equals the plain
+    one; once they differ the output changes, image mode (frames as independent images) ignores
+    them; save/load."""
+    _, model, folder = latte_pair
+    raw = json.loads((folder / "config.json").read_text())
+    ours = models.Latte(models.LatteConfig.from_dict({**raw, "frame_modulation": True}))
+    ours.load_state_dict(model.state_dict())
+    assert np.all(ours.frame_embedding.numpy() == 0)
+    rng = np.random.default_rng(11)
+    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
+    t = jt.array(np.array([300, 40]))
+    text = jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
+    plain = model(x, t, text).numpy()
+    assert max_err(ours(x, t, text).numpy(), plain) <= 1e-5
+    d = ours.config.hidden_size
+    ours.frame_embedding.update(jt.array(rng.standard_normal((ours.config.video_length, d)).astype(np.float32)))
+    assert max_err(ours(x, t, text).numpy(), plain) > 1e-3
+    assert max_err(ours(x, t, text, enable_temporal=False).numpy(),
+                   model(x, t, text, enable_temporal=False).numpy()) <= 1e-5
+    again = models.from_pretrained(models.save_pretrained(ours, tmp_path / "frames"))
+    assert max_err(again(x, t, text).numpy(), ours(x, t, text).numpy()) == 0.0

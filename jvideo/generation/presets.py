@@ -90,6 +90,9 @@ class DiTPreset:
     # Temporal blocks cross-attend to the caption and reference too (LatteConfig.
     # temporal_cross_attention): each patch position's time line reads the motion words directly.
     temporal_cross_attention: bool = False
+    # A learnt per-frame vector in the spatial blocks' adaLN embedding (LatteConfig.
+    # frame_modulation): each frame's modulation is a function of timestep, caption and frame.
+    frame_modulation: bool = False
     # Decay of an exponential moving average of the weights (ema.WeightAverage), which the
     # checkpoint then holds and sampling uses, as DiT and Latte sample; 0: no average, the raw
     # weights. At 0.999 it spans about the last 1,000 steps.
@@ -228,6 +231,8 @@ PRESETS = {
     # costs 1.3 s instead of 0.8 here, so it takes 3000 steps: about tiny-v12's DiT time.
     "tiny-v13": replace(_TINY_V12, name="tiny-v13", dit=replace(_TINY_V12.dit, temporal_cross_attention=True,
                                                                 steps=3000)),
+    # tiny-v11 whose spatial blocks are modulated per frame (DiTPreset.frame_modulation).
+    "tiny-v14": replace(_TINY_V11, name="tiny-v14", dit=replace(_TINY_V11.dit, frame_modulation=True)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

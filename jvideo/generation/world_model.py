@@ -28,7 +28,8 @@ def dit_config(preset: Preset) -> LatteConfig:
                        num_embeds_ada_norm=preset.timesteps, norm_elementwise_affine=False, norm_eps=1e-6,
                        caption_channels=384, video_length=preset.frames + 1,
                        reference_tokens=p.reference_tokens, pooled_conditioning=p.pooled_conditioning,
-                       temporal_cross_attention=p.temporal_cross_attention)
+                       temporal_cross_attention=p.temporal_cross_attention,
+                       frame_modulation=p.frame_modulation)
 
 
 def build_vae(preset: Preset) -> AutoencoderKL:

@@ -22,6 +22,13 @@ With `temporal_cross_attention` (also jvideo's) the temporal blocks cross-attend
 context as the spatial ones: a patch position's time line then reads "moves left" in one hop,
 where without it the direction reaches the temporal blocks only through the tokens the spatial
 blocks wrote (and the pooled adaLN).
+
+With `frame_modulation` (also jvideo's) a learnt vector per temporal position (zero at the
+start, so the model starts as the plain one) is added to the adaLN embedding of every frame's
+spatial blocks and of the final layer. Through the adaLN MLP's nonlinearity each frame then gets
+its own scale, shift and gate as a function of timestep, pooled caption and frame index
+together: "frame 12 of a clip that moves left" can select different channels from frame 2,
+where the plain model modulates every frame alike and must find the frame in the tokens.
 """
 from __future__ import annotations
 
@@ -69,6 +76,9 @@ class LatteConfig(ModelConfig):
     pooled_conditioning: bool = False
     # jvideo's extension: temporal blocks cross-attend to the caption (and reference) too.
     temporal_cross_attention: bool = False
+    # jvideo's extension: a learnt per-frame vector joins the adaLN embedding of the spatial
+    # blocks and the final layer, so their modulation depends on (timestep, caption, frame).
+    frame_modulation: bool = False
 
     def validate(self, raw: dict) -> None:
         require(raw, "norm_type", ("ada_norm_single",), "LatteTransformer3DModel")
@@ -126,13 +136,25 @@ class LatteBlock(nn.Module):
 
     def execute(self, x: jt.Var, t6: jt.Var, context: jt.Var | None = None,
                 context_mask: jt.Var | None = None) -> jt.Var:
+        """x (B*G, L, D): G rows (frames or patch positions) per clip; t6 (B*G, 6D);
+        context (B, S, D) and context_mask (B, S): one per clip, not per row."""
         b = x.shape[0]
         mod = self.scale_shift_table.unsqueeze(0) + t6.reshape((b, 6, self.hidden))   # (B', 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (mod[:, i] for i in range(6))
         x = ops.gated_residual(x, gate_msa, self.attn1(self.norm1.modulate(x, shift_msa, scale_msa)))
         if self.attn2 is not None:
-            x = x + self.attn2(x, context, context_mask)   # PixArt: no norm before cross-attention
+            x = x + self.cross_attention(x, context, context_mask)
         return ops.gated_residual(x, gate_mlp, self.ff(self.norm2.modulate(x, shift_mlp, scale_mlp)))
+
+    def cross_attention(self, x: jt.Var, context: jt.Var, context_mask: jt.Var | None) -> jt.Var:
+        """(B*G, L, D) -> (B*G, L, D). A query's cross-attention reads only its clip's context,
+        so a clip's G*L queries go in as one row: the same numbers as repeating the context per
+        frame (diffusers' way), with its keys and values projected once per clip instead of G
+        times. PixArt: no norm before cross-attention."""
+        rows, length, d = x.shape
+        clips = context.shape[0]
+        out = self.attn2(x.reshape((clips, rows // clips * length, d)), context, context_mask)
+        return out.reshape((rows, length, d))
 
 
 def repeat_rows(x: jt.Var, times: int) -> jt.Var:
@@ -173,6 +195,8 @@ class Latte(nn.Module):
             self.pooled_caption_projection = CaptionProjection(cfg.caption_channels, d)
             if cfg.reference_tokens:
                 self.pooled_reference_projection = nn.Linear(d, d)
+        if cfg.frame_modulation:
+            self.frame_embedding = jt.zeros((cfg.video_length, d))
         temp = sincos_1d(d, np.arange(cfg.video_length)).astype(np.float32)
         self._temp_pos_embed = jt.array(temp[None]).stop_grad()        # (1, video_length, D)
 
@@ -207,6 +231,15 @@ class Latte(nn.Module):
             pooled = pooled + self.pooled_reference_projection(refs.mean(dim=1)) * keep
         return pooled
 
+    def frame_modulation(self, t: jt.Var, extra: jt.Var | None, frames: int) -> tuple[jt.Var, jt.Var]:
+        """Per-frame adaLN: t (B,), extra (B, D) or None -> modulation (B*T, 6D) and the
+        embedding (B*T, D), frame f's row carrying frame_embedding[f]."""
+        b, d = t.shape[0], self.config.hidden_size
+        per_frame = self.frame_embedding[:frames].unsqueeze(0).broadcast((b, frames, d)).reshape((b * frames, d))
+        if extra is not None:
+            per_frame = per_frame + repeat_rows(extra, frames)
+        return self.adaln_single(repeat_rows(t, frames), per_frame)
+
     def execute(self, x: jt.Var, t: jt.Var, text: jt.Var, text_mask: jt.Var | None = None,
                 enable_temporal: bool = True, reference: jt.Var | None = None,
                 reference_mask: jt.Var | None = None) -> jt.Var:
@@ -226,15 +259,14 @@ class Latte(nn.Module):
             context, text_mask = self.reference_context(text, text_mask, refs, reference_mask)
         else:
             context = self.caption_projection(text)
-        time_context = time_mask = None
-        if self.config.temporal_cross_attention:                      # (B*N, S, D): one per patch position
-            time_context = repeat_rows(context, n)
-            time_mask = repeat_rows(text_mask, n) if text_mask is not None else None
-        context = repeat_rows(context, frames)                         # (B*T, S, D)
-        mask = repeat_rows(text_mask, frames) if text_mask is not None else None
-        t6_spatial, t6_temporal = repeat_rows(t6, frames), repeat_rows(t6, n)
+        time_context, time_mask = (context, text_mask) if self.config.temporal_cross_attention else (None, None)
+        if self.config.frame_modulation and enable_temporal:
+            t6_spatial, t_emb_frames = self.frame_modulation(t, extra, frames)   # (B*T, 6D), (B*T, D)
+        else:
+            t6_spatial, t_emb_frames = repeat_rows(t6, frames), repeat_rows(t_emb, frames)
+        t6_temporal = repeat_rows(t6, n)
         for i, (spatial, temporal) in enumerate(zip(self.transformer_blocks, self.temporal_transformer_blocks)):
-            tokens = spatial(tokens, t6_spatial, context, mask)
+            tokens = spatial(tokens, t6_spatial, context, text_mask)
             if not enable_temporal:
                 continue
             tokens = tokens.reshape((b, frames, n, d)).permute(0, 2, 1, 3).reshape((b * n, frames, d))
@@ -242,7 +274,7 @@ class Latte(nn.Module):
                 tokens = tokens + self._temp_pos_embed[:, :frames]
             tokens = temporal(tokens, t6_temporal, time_context, time_mask)
             tokens = tokens.reshape((b, n, frames, d)).permute(0, 2, 1, 3).reshape((b * frames, n, d))
-        mod = self.scale_shift_table.unsqueeze(0) + repeat_rows(t_emb, frames).unsqueeze(1)   # (B*T, 2, D)
+        mod = self.scale_shift_table.unsqueeze(0) + t_emb_frames.unsqueeze(1)   # (B*T, 2, D)
         tokens = self.norm_out.modulate(tokens, mod[:, 0], mod[:, 1])
         out = unpatchify(self.proj_out(tokens), (h // p, w // p), p, self.config.output_channels)
         return out.reshape((b, frames) + tuple(out.shape[1:])).permute(0, 2, 1, 3, 4)
