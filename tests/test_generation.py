@@ -304,6 +304,23 @@ def test_frame_modulation_trains_and_samples(checkpoint, tmp_path, monkeypatch):
     assert shot.shape == (4, 32, 32, 3)
 
 
+def test_motion_subset_trains_on_its_own_dataset(checkpoint, tmp_path, monkeypatch):
+    """DiTPreset.motions: the training clips all move those ways and are cached apart from a
+    full dataset (OUT/data-left-right), so neither run can read the other's clips."""
+    from dataclasses import replace
+
+    from jvideo.generation import presets
+    base = presets.PRESETS["test"]
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, motions=("left", "right"))))
+    out = tmp_path / "moving"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    params = json.loads((out / "data-left-right" / "params.json").read_text())
+    assert len(params) == base.dit.dataset_clips and {p["motion"] for p in params} <= {"left", "right"}
+    assert not (out / "data").exists()
+    saved = json.loads((out / "preset.json").read_text())
+    assert presets.Preset.from_dict(saved).dit.motions == ("left", "right")
+
+
 def test_weight_average_follows_the_recurrence():
     """avg <- d avg + (1 - d) w after every step, d = min(decay, (1 + step) / (10 + step))."""
     from jittor import nn

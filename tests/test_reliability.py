@@ -522,6 +522,7 @@ PRESET_MUTATIONS = [
     ("timesteps", None), ("text_tokens", True), ("vae", []), ("dit", "x"), ("unknown_key", 1),
     ("vae.channels", [16, -1]), ("vae.channels", []), ("dit.heads", 0), ("dit.batch", float("nan")),
     ("dit.image_until", 2.0), ("dit.image_until", 0), ("word_tokens", "yes"), ("dit.reference_tokens", 1),
+    ("dit.motions", ["sideways"]), ("dit.motions", ["spin"]), ("dit.motions", "left"),
 ]
 
 

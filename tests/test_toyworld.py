@@ -151,6 +151,17 @@ def test_sample_batch_with_references():
     assert not any(np.array_equal(b.references[i], b.frames[i, j]) for i in range(4) for j in range(16))
 
 
+def test_sample_batch_with_a_motion_subset():
+    """motions=...: every clip moves one of those ways, and its caption says so; spin refused."""
+    rng = np.random.default_rng(3)
+    b = tw.sample_batch(rng, 12, split="train", motions=("left", "down"))
+    assert {p.motion for p in b.params} == {"left", "down"}
+    for p, text in zip(b.params, b.captions):
+        assert any(phrase in text for phrase in MOTION_PHRASES[p.motion][0] + list(WALK_PHRASES.values()))
+    with pytest.raises(ValueError, match="spin"):
+        tw.sample_batch(rng, 2, motions=("spin",))
+
+
 def test_cast_is_fixed_and_named():
     names = [c.name for c in tw.CAST]
     assert len(names) == 8 and len(set(names)) == 8

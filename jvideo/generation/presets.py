@@ -93,6 +93,9 @@ class DiTPreset:
     # A learnt per-frame vector in the spatial blocks' adaLN embedding (LatteConfig.
     # frame_modulation): each frame's modulation is a function of timestep, caption and frame.
     frame_modulation: bool = False
+    # Training clips drawn with these motions only (toyworld MOTIONS, not spin); empty: all.
+    # A diagnostic (tiny-motion): can the DiT learn direction when the data is all about it?
+    motions: tuple[str, ...] = ()
     # Decay of an exponential moving average of the weights (ema.WeightAverage), which the
     # checkpoint then holds and sampling uses, as DiT and Latte sample; 0: no average, the raw
     # weights. At 0.999 it spans about the last 1,000 steps.
@@ -137,7 +140,7 @@ class Preset:
         try:
             d = dict(d)
             vae = VAEPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("vae").items()})
-            dit = DiTPreset(**d.pop("dit"))
+            dit = DiTPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("dit").items()})
             preset = cls(vae=vae, dit=dit, **d)
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise JVideoError(f"preset.json does not describe a jvideo preset ({err})") from None
@@ -174,6 +177,9 @@ def _check_fields(obj) -> None:
                                    and math.isfinite(value))
         elif f.name == "channels":
             ok = bool(value) and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in value)
+        elif f.name == "motions":
+            from jvideo.toyworld.world import MOTIONS
+            ok = isinstance(value, tuple) and all(m in MOTIONS and m != "spin" for m in value)
         else:
             continue
         if not ok:
@@ -233,6 +239,11 @@ PRESETS = {
                                                                 steps=3000)),
     # tiny-v11 whose spatial blocks are modulated per frame (DiTPreset.frame_modulation).
     "tiny-v14": replace(_TINY_V11, name="tiny-v14", dit=replace(_TINY_V11.dit, frame_modulation=True)),
+    # A diagnostic, not a recipe: tiny-v14 on clips that all move left, right, up or down, clip
+    # steps only, 2500 steps (README, "Generation", item 17).
+    "tiny-motion": replace(_TINY_V11, name="tiny-motion",
+                           dit=replace(_TINY_V11.dit, frame_modulation=True, motions=("left", "right", "up", "down"),
+                                       image_every=0, image_batch=0, steps=2500)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

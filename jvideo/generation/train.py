@@ -248,12 +248,13 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
     """Render `dataset_clips` training clips with identity references and encode them once.
 
     Returns {"latents": (N, c, T, h, w), "references": (N, c, 1, h, w), "params": [ClipParams]},
-    latents already multiplied by the VAE's scaling factor. Cached in OUT/data (numpy .npy +
-    JSON, read without pickle) so a resumed run does not encode again. Clips come in chunks of
-    16, chunk k drawn from its own seed: under mpirun each rank encodes a block of chunks and
-    all ranks get the whole set, the same for any number of ranks; rank 0 reads and writes the
-    cache. For the same reason a cache of another size is reused chunk by chunk: a run with more
-    clips encodes only the chunks the cache lacks (its whole chunks are the first ones of the set).
+    latents already multiplied by the VAE's scaling factor. Cached in OUT/data (a motion subset:
+    OUT/data-<motions>; numpy .npy + JSON, read without pickle) so a resumed run does not encode
+    again. Clips come in chunks of 16, chunk k drawn from its own seed: under mpirun each rank
+    encodes a block of chunks and all ranks get the whole set, the same for any number of ranks;
+    rank 0 reads and writes the cache. For the same reason a cache of another size is reused
+    chunk by chunk: a run with more clips encodes only the chunks the cache lacks (its whole
+    chunks are the first ones of the set).
     """
     import json
 
@@ -262,7 +263,8 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
     from jvideo.toyworld.dataset import sample_batch
     from jvideo.toyworld.render import ClipParams
     p = preset.dit
-    folder = out / "data"
+    # Clips of a motion subset are another dataset: their own folder, never mixed with the full one.
+    folder = out / ("data" if not p.motions else "data-" + "-".join(p.motions))
     meta = folder / "params.json"
     # Cropped references are another encoding of the same clips: their own file, so that a
     # cache copied from an uncropped run is re-encoded rather than mistaken for cropped.
@@ -303,7 +305,8 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
         for k in range(first, last):
             n = min(chunk, p.dataset_clips - k * chunk)
             batch = sample_batch(np.random.default_rng([preset.seed, 1, k]), n, frames=preset.frames, size=preset.size,
-                                 p_character=0.0, p_random_character=p.p_named, references=True)
+                                 p_character=0.0, p_random_character=p.p_named, references=True,
+                                 motions=p.motions)
             with jt.no_grad():
                 z = vae.encode(frames_to_tensor(batch.frames, video=True)).mode() * vae.scaling_factor
                 r = reference_latents(vae, batch.references, np.ones(n, bool), crop=p.reference_crop)

@@ -82,10 +82,17 @@ def reference_frame(rng: np.random.Generator, look: Look, size: int | tuple[int,
 
 def sample_batch(rng: np.random.Generator, n: int, split: str = "train", *, frames: int = 16,
                  size: int | tuple[int, int] = 64, p_character: float = 0.3, p_random_character: float = 0.0,
-                 references: bool = False) -> Batch:
-    """`n` clips of `split` with captions, ground truth and (optionally) identity references."""
+                 references: bool = False, motions: tuple[str, ...] = ()) -> Batch:
+    """`n` clips of `split` with captions, ground truth and (optionally) identity references;
+    with `motions` every clip's motion is drawn from those alone (spin never, see below)."""
+    if "spin" in motions:   # a drawn look may be a circle, which cannot visibly spin
+        raise ValueError("motions cannot include spin: the look is drawn after the motion")
+
+    def fixed() -> dict:
+        return {"motion": str(rng.choice(motions))} if motions else {}
+
     params = [sample_clip_params(rng, split, frames=frames, size=size, p_character=p_character,
-                                 p_random_character=p_random_character) for _ in range(n)]
+                                 p_random_character=p_random_character, **fixed()) for _ in range(n)]
     clips = np.stack([render_clip(p) for p in params])
     texts = [caption(p, rng, split) for p in params]
     refs = np.stack([reference_frame(rng, p.look, size, avoid=p) for p in params]) if references else None
