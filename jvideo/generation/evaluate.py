@@ -16,6 +16,12 @@ tested on rendered ground truth first.
   on the object's latent cells with the true caption, with the opposite direction's caption and
   with none (same noise). A model that uses the motion word errs more with the opposite one; the
   gap to no caption shows how much the caption as a whole is used.
+* Placement probe: on the same clips with their true caption, the DiT's clean-latent estimate
+  at a high and a middle noise level; each frame's object map (the frame minus its spatial
+  median, projected on the clip's object colour in latent space) is compared by cosine with the
+  true map of the same frame, with the true map averaged over the clip's frames, and with the
+  true map of the mirrored frame (T-1-k). A model that places the object frame by frame scores
+  highest on the first; one that predicts the object smeared along its path, on the second.
 * The VAE's ceiling: the same detector on VAE reconstructions of rendered clips (medium and
   close-up). No sample can show an object better than the VAE decodes it, so when this is low
   the VAE, not the DiT, limits colour and shape.
@@ -51,6 +57,7 @@ class EvalReport:
     smoothness_rendered: float
     vae_ceiling: dict[str, float]
     direction_probe: dict[str, dict[str, float]]
+    placement_probe: dict[str, dict[str, float]]
     seconds: float
     samples: list[dict] = field(default_factory=list)
 
@@ -147,6 +154,21 @@ def vae_ceiling(gen, n: int, seed: int) -> dict[str, float]:
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
+def probe_clips(gen, n: int, seed: int) -> tuple[list, object]:
+    """`n` fresh clips moving left, right, up and down in turn: their parameters and scaled
+    latents (n, c, T, h, w)."""
+    from kernels import runtime
+
+    from .conditioning import frames_to_tensor
+    jt = runtime.import_jittor()
+    p = gen.preset
+    rng = np.random.default_rng(seed + 11)
+    params = [sample_params(rng, motion=list(OPPOSITE)[i % 4], frames=p.frames, size=p.size) for i in range(n)]
+    with jt.no_grad():
+        x0 = gen.vae.encode(frames_to_tensor(np.stack([render_clip(q) for q in params]), video=True)).mode()
+    return params, x0 * gen.vae.scaling_factor
+
+
 def direction_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (400, 700, 900, 990)) -> dict[str, dict[str, float]]:
     """{"t=400": {"true": e, "opposite": e, "no_caption": e}, ...}: object-cell v-prediction
     error (weighted MSE, object cells only) of `n` fresh moving clips, without a reference."""
@@ -154,16 +176,11 @@ def direction_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (400, 7
 
     from kernels import runtime
 
-    from .conditioning import frames_to_tensor
     from .train import object_weights, v_loss
     from .world_model import diffusion_schedule
     jt = runtime.import_jittor()
     p = gen.preset
-    rng = np.random.default_rng(seed + 11)
-    params = [sample_params(rng, motion=list(OPPOSITE)[i % 4], frames=p.frames, size=p.size) for i in range(n)]
-    with jt.no_grad():
-        x0 = gen.vae.encode(frames_to_tensor(np.stack([render_clip(q) for q in params]), video=True)).mode()
-        x0 = x0 * gen.vae.scaling_factor                                   # (n, c, T, h, w)
+    params, x0 = probe_clips(gen, n, seed)
     reference = jt.zeros((n, x0.shape[1], 1) + tuple(x0.shape[3:]))
     keep = np.zeros(n, np.float32)
     weights = jt.array(object_weights(params, p.size // p.latent_size, 1e6)[:, None])   # ~object cells only
@@ -184,6 +201,64 @@ def direction_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (400, 7
     return out
 
 
+def object_maps(latents: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """latents (n, c, T, h, w), colours (n, c) unit vectors -> (n, T, h, w): each frame minus
+    its spatial median, projected on its clip's object colour."""
+    centred = latents - np.median(latents, axis=(3, 4), keepdims=True)
+    return np.einsum("nc,ncthw->nthw", colours, centred)
+
+
+def object_colours(latents: np.ndarray) -> np.ndarray:
+    """(n, c, T, h, w) true latents -> (n, c): the mean offset from the background of each
+    clip's 5% most distinct cells (its object), as a unit vector."""
+    centred = latents - np.median(latents, axis=(3, 4), keepdims=True)
+    size = np.abs(centred).sum(axis=1, keepdims=True)
+    top = size >= np.quantile(size, 0.95, axis=(2, 3, 4), keepdims=True)
+    colour = (centred * top).sum(axis=(2, 3, 4)) / top.sum(axis=(2, 3, 4))
+    return colour / np.maximum(np.linalg.norm(colour, axis=1, keepdims=True), 1e-9)
+
+
+def map_cosines(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Object maps (n, T, h, w) -> mean cosine of each predicted frame with the true frame, the
+    true clip average and the true mirrored frame (T-1-k)."""
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        return float(np.mean((a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)))
+    frames = truth.shape[1]
+    average = truth.mean(axis=1)
+    return {"true_frame": float(np.mean([cosine(predicted[:, k], truth[:, k]) for k in range(frames)])),
+            "clip_average": float(np.mean([cosine(predicted[:, k], average) for k in range(frames)])),
+            "mirrored_frame": float(np.mean([cosine(predicted[:, k], truth[:, frames - 1 - k]) for k in range(frames)]))}
+
+
+def placement_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (600, 900)) -> dict[str, dict[str, float]]:
+    """{"t=600": {"true_frame": c, "clip_average": c, "mirrored_frame": c}, ...}: where the DiT's
+    clean-latent estimate puts the object, frame by frame (module docstring), on the direction
+    probe's clips with their true captions, without a reference."""
+    from kernels import runtime
+
+    from .conditioning import reference_kwargs
+    from .world_model import diffusion_schedule
+    jt = runtime.import_jittor()
+    params, x0 = probe_clips(gen, n, seed)
+    truth = x0.numpy()
+    colours = object_colours(truth)
+    emb, mask = gen.text.encode([caption(q, np.random.default_rng(i), "train") for i, q in enumerate(params)])
+    reference = jt.zeros((n, x0.shape[1], 1) + tuple(x0.shape[3:]))
+    schedule = diffusion_schedule(gen.preset)
+    out: dict[str, dict[str, float]] = {}
+    for t0 in timesteps:
+        noise = jt.array(np.random.default_rng([seed, t0]).standard_normal(tuple(x0.shape)).astype(np.float32))
+        xt = schedule.add_noise(x0, noise, np.full(n, t0))
+        with jt.no_grad():
+            v = gen.dit(jt.concat([reference, xt], dim=2), jt.array(np.full(n, t0, np.float32)), emb, mask,
+                        **reference_kwargs(gen.dit, reference, np.zeros(n, np.float32)))[:, :, 1:]
+        a = float(schedule.alphas_cumprod[t0])
+        estimate = (a ** 0.5 * xt - (1 - a) ** 0.5 * v).numpy()           # v-prediction -> x0
+        out[f"t={t0}"] = map_cosines(object_maps(estimate, colours), object_maps(truth, colours))
+    return out
+
+
 def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
              shots_per_character: int | None = None, ref_cfg: float = 1.0) -> EvalReport:
     """Every figure of the module docstring; `ref_cfg` (reference guidance) only changes the
@@ -194,8 +269,9 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
     id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg, ref_cfg)
     ceiling = vae_ceiling(gen, max(8, n // 2), seed)
     probe = direction_probe(gen, n, seed)
+    placement = placement_probe(gen, n, seed)
     return EvalReport(n, text_acc, n_id, id_ref, id_text, chance_of_look(), id_attr, float(np.mean(smooth_gen)),
-                      float(np.mean(smooth_ref)), ceiling, probe, time.time() - start,
+                      float(np.mean(smooth_ref)), ceiling, probe, placement, time.time() - start,
                       text_samples[:8] + id_samples[:8])
 
 
