@@ -113,6 +113,11 @@ class NoiseSchedule:
         a, s = self._coefs(t)
         return _expand(a, x0) * noise - _expand(s, x0) * x0
 
+    def original_from_velocity(self, xt: Any, v: Any, t: Any) -> Any:
+        """The x0 a v-prediction implies: sqrt(a_t) x_t - sqrt(1 - a_t) v (inverts velocity)."""
+        a, s = self._coefs(t)
+        return _expand(a, xt) * xt - _expand(s, xt) * v
+
     def sample_timesteps(self, batch: int, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, self.num_train_timesteps, size=batch)
 

@@ -42,6 +42,9 @@ def test_add_noise_and_velocity_match():
     assert max_err(ours.add_noise(x0, noise, t), want) <= 1e-5
     want_v = theirs.get_velocity(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
     assert max_err(ours.velocity(x0, noise, t), want_v) <= 1e-5
+    # the x0 a velocity implies is the x0 it came from
+    xt = ours.add_noise(x0, noise, t)
+    assert max_err(ours.original_from_velocity(xt, ours.velocity(x0, noise, t), t), x0) <= 1e-5
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])

@@ -154,9 +154,17 @@ def vae_ceiling(gen, n: int, seed: int) -> dict[str, float]:
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
-def probe_clips(gen, n: int, seed: int) -> tuple[list, object]:
-    """`n` fresh clips moving left, right, up and down in turn: their parameters and scaled
-    latents (n, c, T, h, w)."""
+@dataclass
+class ProbeClips:
+    """The probes' clips: parameters, scaled latents (n, c, T, h, w) and true captions."""
+    params: list
+    latents: object
+    captions: list[str]
+
+
+def probe_clips(gen, n: int, seed: int) -> ProbeClips:
+    """`n` fresh clips moving left, right, up and down in turn, rendered and encoded once for
+    both probes."""
     from kernels import runtime
 
     from .conditioning import frames_to_tensor
@@ -166,12 +174,14 @@ def probe_clips(gen, n: int, seed: int) -> tuple[list, object]:
     params = [sample_params(rng, motion=list(OPPOSITE)[i % 4], frames=p.frames, size=p.size) for i in range(n)]
     with jt.no_grad():
         x0 = gen.vae.encode(frames_to_tensor(np.stack([render_clip(q) for q in params]), video=True)).mode()
-    return params, x0 * gen.vae.scaling_factor
+    captions = [caption(q, np.random.default_rng(i), "train") for i, q in enumerate(params)]
+    return ProbeClips(params, x0 * gen.vae.scaling_factor, captions)
 
 
-def direction_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (400, 700, 900, 990)) -> dict[str, dict[str, float]]:
+def direction_probe(gen, clips: ProbeClips, seed: int,
+                    timesteps: tuple[int, ...] = (400, 700, 900, 990)) -> dict[str, dict[str, float]]:
     """{"t=400": {"true": e, "opposite": e, "no_caption": e}, ...}: object-cell v-prediction
-    error (weighted MSE, object cells only) of `n` fresh moving clips, without a reference."""
+    error (weighted MSE, object cells only) of the probe clips, without a reference."""
     from dataclasses import replace
 
     from kernels import runtime
@@ -180,11 +190,11 @@ def direction_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (400, 7
     from .world_model import diffusion_schedule
     jt = runtime.import_jittor()
     p = gen.preset
-    params, x0 = probe_clips(gen, n, seed)
+    params, x0, n = clips.params, clips.latents, len(clips.params)
     reference = jt.zeros((n, x0.shape[1], 1) + tuple(x0.shape[3:]))
     keep = np.zeros(n, np.float32)
     weights = jt.array(object_weights(params, p.size // p.latent_size, 1e6)[:, None])   # ~object cells only
-    captions = {"true": [caption(q, np.random.default_rng(i), "train") for i, q in enumerate(params)],
+    captions = {"true": clips.captions,
                 "opposite": [caption(replace(q, motion=OPPOSITE[q.motion]), np.random.default_rng(i), "train")
                              for i, q in enumerate(params)],
                 "no_caption": [""] * n}
@@ -201,17 +211,21 @@ def direction_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (400, 7
     return out
 
 
+def off_background(latents: np.ndarray) -> np.ndarray:
+    """(n, c, T, h, w) -> the same, each frame minus its spatial median (its background)."""
+    return latents - np.median(latents, axis=(3, 4), keepdims=True)
+
+
 def object_maps(latents: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """latents (n, c, T, h, w), colours (n, c) unit vectors -> (n, T, h, w): each frame minus
-    its spatial median, projected on its clip's object colour."""
-    centred = latents - np.median(latents, axis=(3, 4), keepdims=True)
-    return np.einsum("nc,ncthw->nthw", colours, centred)
+    """latents (n, c, T, h, w), colours (n, c) unit vectors -> (n, T, h, w): each frame off its
+    background, projected on its clip's object colour."""
+    return np.einsum("nc,ncthw->nthw", colours, off_background(latents))
 
 
 def object_colours(latents: np.ndarray) -> np.ndarray:
     """(n, c, T, h, w) true latents -> (n, c): the mean offset from the background of each
     clip's 5% most distinct cells (its object), as a unit vector."""
-    centred = latents - np.median(latents, axis=(3, 4), keepdims=True)
+    centred = off_background(latents)
     size = np.abs(centred).sum(axis=1, keepdims=True)
     top = size >= np.quantile(size, 0.95, axis=(2, 3, 4), keepdims=True)
     colour = (centred * top).sum(axis=(2, 3, 4)) / top.sum(axis=(2, 3, 4))
@@ -231,31 +245,33 @@ def map_cosines(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
             "mirrored_frame": float(np.mean([cosine(predicted[:, k], truth[:, frames - 1 - k]) for k in range(frames)]))}
 
 
-def placement_probe(gen, n: int, seed: int, timesteps: tuple[int, ...] = (600, 900)) -> dict[str, dict[str, float]]:
+def placement_probe(gen, clips: ProbeClips, seed: int,
+                    timesteps: tuple[int, ...] = (600, 900)) -> dict[str, dict[str, float]]:
     """{"t=600": {"true_frame": c, "clip_average": c, "mirrored_frame": c}, ...}: where the DiT's
-    clean-latent estimate puts the object, frame by frame (module docstring), on the direction
-    probe's clips with their true captions, without a reference."""
+    clean-latent estimate puts the object, frame by frame (module docstring), on the probe clips
+    with their true captions, without a reference."""
     from kernels import runtime
 
     from .conditioning import reference_kwargs
     from .world_model import diffusion_schedule
     jt = runtime.import_jittor()
-    params, x0 = probe_clips(gen, n, seed)
+    x0, n = clips.latents, len(clips.params)
     truth = x0.numpy()
     colours = object_colours(truth)
-    emb, mask = gen.text.encode([caption(q, np.random.default_rng(i), "train") for i, q in enumerate(params)])
+    true_maps = object_maps(truth, colours)
+    emb, mask = gen.text.encode(clips.captions)
     reference = jt.zeros((n, x0.shape[1], 1) + tuple(x0.shape[3:]))
     schedule = diffusion_schedule(gen.preset)
     out: dict[str, dict[str, float]] = {}
     for t0 in timesteps:
         noise = jt.array(np.random.default_rng([seed, t0]).standard_normal(tuple(x0.shape)).astype(np.float32))
-        xt = schedule.add_noise(x0, noise, np.full(n, t0))
+        t = np.full(n, t0)
+        xt = schedule.add_noise(x0, noise, t)
         with jt.no_grad():
-            v = gen.dit(jt.concat([reference, xt], dim=2), jt.array(np.full(n, t0, np.float32)), emb, mask,
+            v = gen.dit(jt.concat([reference, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
                         **reference_kwargs(gen.dit, reference, np.zeros(n, np.float32)))[:, :, 1:]
-        a = float(schedule.alphas_cumprod[t0])
-        estimate = (a ** 0.5 * xt - (1 - a) ** 0.5 * v).numpy()           # v-prediction -> x0
-        out[f"t={t0}"] = map_cosines(object_maps(estimate, colours), object_maps(truth, colours))
+        estimate = schedule.original_from_velocity(xt, v, t).numpy()
+        out[f"t={t0}"] = map_cosines(object_maps(estimate, colours), true_maps)
     return out
 
 
@@ -268,8 +284,9 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
     per_char = shots_per_character or max(1, n // (4 * len(CAST)))
     id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg, ref_cfg)
     ceiling = vae_ceiling(gen, max(8, n // 2), seed)
-    probe = direction_probe(gen, n, seed)
-    placement = placement_probe(gen, n, seed)
+    clips = probe_clips(gen, n, seed)
+    probe = direction_probe(gen, clips, seed)
+    placement = placement_probe(gen, clips, seed)
     return EvalReport(n, text_acc, n_id, id_ref, id_text, chance_of_look(), id_attr, float(np.mean(smooth_gen)),
                       float(np.mean(smooth_ref)), ceiling, probe, placement, time.time() - start,
                       text_samples[:8] + id_samples[:8])
