@@ -139,8 +139,8 @@ class Preset:
         one JVideoError line, not a TypeError deep in model building."""
         try:
             d = dict(d)
-            vae = VAEPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("vae").items()})
-            dit = DiTPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("dit").items()})
+            vae = VAEPreset(**_tuples(d.pop("vae")))
+            dit = DiTPreset(**_tuples(d.pop("dit")))
             preset = cls(vae=vae, dit=dit, **d)
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise JVideoError(f"preset.json does not describe a jvideo preset ({err})") from None
@@ -153,6 +153,11 @@ class Preset:
         if dit.image_until > 1:
             raise JVideoError(f"preset.json: image_until is a fraction of the steps, not {dit.image_until!r}")
         return preset
+
+
+def _tuples(values: dict) -> dict:
+    """JSON lists back to the tuples the dataclasses hold (channels, motions)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 _MAY_BE_ZERO = {"seed", "text_dropout", "reference_dropout", "p_named", "kl_weight", "object_weight",
