@@ -321,6 +321,52 @@ def test_motion_subset_trains_on_its_own_dataset(checkpoint, tmp_path, monkeypat
     assert presets.Preset.from_dict(saved).dit.motions == ("left", "right")
 
 
+def test_clip_noise_shares_a_fraction_of_its_variance_across_frames():
+    """clip_noise: unit variance, correlation `shared` between two frames of a clip and none
+    between clips; shared = 0 is the plain draw of the same generator (old seeds, old shots)."""
+    from jvideo.generation.world_model import clip_noise
+    noise = clip_noise(np.random.default_rng(0).standard_normal, (4000, 2, 6, 2, 2), 0.5)
+    assert abs(noise.var() - 1) < 0.03
+    same_clip = np.corrcoef(noise[:, 0, 1, 0, 0], noise[:, 0, 4, 0, 0])[0, 1]
+    other_cell = np.corrcoef(noise[:, 0, 1, 0, 0], noise[:, 0, 4, 1, 0])[0, 1]
+    assert abs(same_clip - 0.5) < 0.05 and abs(other_cell) < 0.05
+    plain = clip_noise(np.random.default_rng(3).standard_normal, (2, 6, 2, 2), 0.0)
+    assert np.array_equal(plain, np.random.default_rng(3).standard_normal((2, 6, 2, 2)))
+
+
+def test_training_timesteps_lean_to_high_noise():
+    """training_timesteps: power 0 draws exactly as before (rng.integers); power 1 is a ramp
+    (mean 2/3 of the range, 3/4 of the draws in the upper half); every step stays in [0, T)."""
+    from jvideo.generation.world_model import training_timesteps
+    assert np.array_equal(training_timesteps(np.random.default_rng(5), 50, 1000, 0.0),
+                          np.random.default_rng(5).integers(0, 1000, size=50))
+    t = training_timesteps(np.random.default_rng(5), 40000, 1000, 1.0)
+    assert t.min() >= 0 and t.max() <= 999 and t.dtype.kind == "i"
+    assert abs(t.mean() / 1000 - 2 / 3) < 0.01 and abs((t >= 500).mean() - 0.75) < 0.01
+
+
+def test_shared_noise_trains_and_samples_with_it(checkpoint, tmp_path, monkeypatch):
+    """DiTPreset.shared_noise: the run trains, its preset.json keeps the fraction, and its
+    sampler starts from frames that share noise (same seed, another shot than without)."""
+    from dataclasses import replace
+
+    from jvideo.generation import presets
+    from jvideo.generation.sample import Generator
+    base = presets.PRESETS["test"]
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, shared_noise=0.5,
+                                                                            timestep_power=1.0)))
+    out = tmp_path / "shared"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    gen = Generator.load(out)
+    assert gen.preset.dit.shared_noise == 0.5 and gen.preset.dit.timestep_power == 1.0
+    prompt = "a red circle moves left on the grass"
+    shared = gen.generate(prompt, seed=1, steps=2)
+    gen.preset = replace(gen.preset, dit=replace(gen.preset.dit, shared_noise=0.0))
+    independent = gen.generate(prompt, seed=1, steps=2)
+    assert shared.shape == independent.shape == (4, 32, 32, 3)
+    assert not np.array_equal(shared, independent)
+
+
 def test_weight_average_follows_the_recurrence():
     """avg <- d avg + (1 - d) w after every step, d = min(decay, (1 + step) / (10 + step))."""
     from jittor import nn

@@ -523,6 +523,7 @@ PRESET_MUTATIONS = [
     ("vae.channels", [16, -1]), ("vae.channels", []), ("dit.heads", 0), ("dit.batch", float("nan")),
     ("dit.image_until", 2.0), ("dit.image_until", 0), ("word_tokens", "yes"), ("dit.reference_tokens", 1),
     ("dit.motions", ["sideways"]), ("dit.motions", ["spin"]), ("dit.motions", "left"),
+    ("dit.shared_noise", 1.0), ("dit.shared_noise", -0.5), ("dit.timestep_power", -1.0),
 ]
 
 

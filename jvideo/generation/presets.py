@@ -96,6 +96,12 @@ class DiTPreset:
     # Training clips drawn with these motions only (toyworld MOTIONS, not spin); empty: all.
     # A diagnostic (tiny-motion): can the DiT learn direction when the data is all about it?
     motions: tuple[str, ...] = ()
+    # Fraction of the noise's variance shared by all frames of a clip (world_model.clip_noise),
+    # in training, sampling and the probes alike; 0: independent frames.
+    shared_noise: float = 0.0
+    # Training timesteps drawn with density ~ t ** timestep_power (world_model.training_timesteps):
+    # more of the high-noise steps, where each frame's object placement is decided; 0: uniform.
+    timestep_power: float = 0.0
     # Decay of an exponential moving average of the weights (ema.WeightAverage), which the
     # checkpoint then holds and sampling uses, as DiT and Latte sample; 0: no average, the raw
     # weights. At 0.999 it spans about the last 1,000 steps.
@@ -150,6 +156,8 @@ class Preset:
             raise JVideoError("preset.json: image_every needs an image_batch")
         if dit.ema >= 1:
             raise JVideoError(f"preset.json: ema is a decay below 1, not {dit.ema!r}")
+        if dit.shared_noise >= 1:
+            raise JVideoError(f"preset.json: shared_noise is a fraction below 1, not {dit.shared_noise!r}")
         if dit.image_until > 1:
             raise JVideoError(f"preset.json: image_until is a fraction of the steps, not {dit.image_until!r}")
         return preset
@@ -161,7 +169,8 @@ def _tuples(values: dict) -> dict:
 
 
 _MAY_BE_ZERO = {"seed", "text_dropout", "reference_dropout", "p_named", "kl_weight", "object_weight",
-                "colour_anchor", "image_every", "image_batch", "ema"}
+                "colour_anchor", "image_every", "image_batch", "ema",
+                "shared_noise", "timestep_power"}
 
 
 def _check_fields(obj) -> None:
@@ -205,6 +214,9 @@ _TINY_V9 = replace(_TINY_V5, name="tiny-v9", dit=replace(_TINY_V5.dit, reference
 _TINY_V10 = replace(_TINY_V9, name="tiny-v10", dit=replace(_TINY_V9.dit, ema=0.999))
 _TINY_V11 = replace(_TINY_V10, name="tiny-v11", dit=replace(_TINY_V10.dit, lr=1e-3))
 _TINY_V12 = replace(_TINY_V11, name="tiny-v12", word_tokens=True)
+_TINY_MOTION = replace(_TINY_V11, name="tiny-motion",
+                       dit=replace(_TINY_V11.dit, frame_modulation=True, motions=("left", "right", "up", "down"),
+                                   image_every=0, image_batch=0, steps=2500))
 
 PRESETS = {
     # Trains on a 2-core CPU: see the README for the measured time and losses.
@@ -246,9 +258,14 @@ PRESETS = {
     "tiny-v14": replace(_TINY_V11, name="tiny-v14", dit=replace(_TINY_V11.dit, frame_modulation=True)),
     # A diagnostic, not a recipe: tiny-v14 on clips that all move left, right, up or down, clip
     # steps only, 2500 steps (README, "Generation", item 17).
-    "tiny-motion": replace(_TINY_V11, name="tiny-motion",
-                           dit=replace(_TINY_V11.dit, frame_modulation=True, motions=("left", "right", "up", "down"),
-                                       image_every=0, image_batch=0, steps=2500)),
+    "tiny-motion": _TINY_MOTION,
+    # Diagnostics on tiny-motion's data and steps, one change each (README, "Generation", item 20):
+    # half of each noise element's variance shared by the clip's frames (DiTPreset.shared_noise),
+    "tiny-motion-shared": replace(_TINY_MOTION, name="tiny-motion-shared",
+                                  dit=replace(_TINY_MOTION.dit, shared_noise=0.5)),
+    # and training timesteps on a ramp towards high noise (DiTPreset.timestep_power).
+    "tiny-motion-highnoise": replace(_TINY_MOTION, name="tiny-motion-highnoise",
+                                     dit=replace(_TINY_MOTION.dit, timestep_power=1.0)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

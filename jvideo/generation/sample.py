@@ -11,7 +11,7 @@ from kernels import runtime
 from .conditioning import TextConditioner, reference_kwargs, reference_latents, tensor_to_frames
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
-from .world_model import diffusion_schedule
+from .world_model import clip_noise, diffusion_schedule
 
 jt = runtime.import_jittor()
 
@@ -61,7 +61,9 @@ class Generator:
         b = len(prompts)
         schedule = diffusion_schedule(self.preset)
         c, s = self.preset.vae.latent_channels, self.preset.latent_size
-        noise = np.stack([np.random.default_rng(seed).standard_normal((c, frames, s, s)) for seed in seeds])
+        shared = self.preset.dit.shared_noise
+        noise = np.stack([clip_noise(np.random.default_rng(seed).standard_normal, (c, frames, s, s), shared)
+                          for seed in seeds])
         x = jt.array(noise.astype(np.float32))
         # Branches: (caption, reference), (no caption, reference)[, (caption, no reference)].
         branches = 3 if references is not None and ref_cfg != 1.0 else 2

@@ -28,8 +28,8 @@ from . import state as st
 from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs, reference_latents
 from .ema import WeightAverage
 from .presets import Preset, get_preset
-from .world_model import (build_dit, build_vae, diffusion_schedule, init_for_training, init_vae_for_training,
-                          vae_config)
+from .world_model import (build_dit, build_vae, clip_noise, diffusion_schedule, init_for_training,
+                          init_vae_for_training, training_timesteps, vae_config)
 
 jt = runtime.import_jittor()
 
@@ -358,8 +358,9 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         x0 = jt.array(np.ascontiguousarray(latents))
         ref = jt.array(data["references"][idx] * keep[:, None, None, None, None])
         emb, mask = text.encode(captions)
-        t = rng.integers(0, preset.timesteps, size=n)
-        return v_loss(dit, schedule, x0, jt.randn(x0.shape), t, ref, keep, emb, mask,
+        t = training_timesteps(rng, n, preset.timesteps, p.timestep_power)
+        noise = clip_noise(jt.randn, x0.shape, p.shared_noise)
+        return v_loss(dit, schedule, x0, noise, t, ref, keep, emb, mask,
                       jt.array(np.ascontiguousarray(weights)))
 
     return stage.run(loss_fn)

@@ -1,6 +1,8 @@
 """Build the toy-world VAE, video DiT and noise schedule from a preset."""
 from __future__ import annotations
 
+import numpy as np
+
 from jvideo.models import AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig
 
 from .presets import Preset
@@ -73,3 +75,30 @@ def diffusion_schedule(preset: Preset):
     return DDIMScheduler(num_train_timesteps=preset.timesteps, beta_schedule="linear",
                          rescale_betas_zero_snr=True, prediction_type="v_prediction",
                          timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False)
+
+
+def clip_noise(normal, shape: tuple[int, ...], shared: float):
+    """Gaussian noise of `shape` (..., c, T, h, w) whose T frames share a fraction `shared` of
+    each element's variance (PYoCo's mixed noise); every element keeps unit variance.
+
+    `normal(shape)` draws standard normals: numpy's `rng.standard_normal` or `jt.randn`. With
+    shared = 0 it is one plain draw (no extra one), so seeds keep their old shots.
+    Shared noise leaves frame-to-frame differences less noisy than the frames themselves, so a
+    moving object stands out of the noise at higher noise levels than in independent noise.
+    """
+    own = normal(tuple(shape))
+    if not shared:
+        return own
+    common = normal(tuple(shape[:-3]) + (1,) + tuple(shape[-2:]))
+    return own * (1.0 - shared) ** 0.5 + common * shared ** 0.5
+
+
+def training_timesteps(rng, n: int, timesteps: int, power: float):
+    """n training timesteps in [0, timesteps) with density proportional to t ** power
+    (0: uniform, drawn as earlier recipes drew it; 1: a ramp, twice as many at the noisiest step
+    as on average). The denoiser decides where the object is in each frame at high noise.
+    """
+    if not power:
+        return rng.integers(0, timesteps, size=n)
+    u = rng.random(n)
+    return np.minimum((timesteps * u ** (1.0 / (1.0 + power))).astype(np.int64), timesteps - 1)
