@@ -42,9 +42,16 @@ def test_evaluation_reports_every_figure_and_the_vae_ceiling():
     # The shipped model uses the caption (README, item 14): without one it errs more at high noise.
     assert probe["t=900"]["no_caption"] > 1.2 * probe["t=900"]["true"]
     placement = report["placement_probe"]
-    assert set(placement) == {"t=600", "t=900"}
+    assert set(placement) == {"t=300", "t=600", "t=900"}
+    references = report["placement_references"]
+    assert set(references) == {"truth", "caption", "direction_blind"}
     assert all(set(row) == {"true_frame", "clip_average", "mirrored_frame"}
-               and all(-1.0 <= v <= 1.0 for v in row.values()) for row in placement.values())
+               and all(-1.0 <= v <= 1.0 + 1e-6 for v in row.values())
+               for row in list(placement.values()) + list(references.values()))
+    # Knowing the direction places the object frame by frame; not knowing it, half mirrored.
+    assert references["truth"]["true_frame"] > 0.999
+    assert references["caption"]["true_frame"] > references["caption"]["mirrored_frame"] + 0.05
+    assert abs(references["direction_blind"]["true_frame"] - references["direction_blind"]["mirrored_frame"]) < 0.05
 
 
 def test_placement_cosines_tell_a_placed_object_from_a_smeared_one():
