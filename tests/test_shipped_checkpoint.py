@@ -44,13 +44,13 @@ def test_evaluation_reports_every_figure_and_the_vae_ceiling():
     placement = report["placement_probe"]
     assert set(placement) == {"t=300", "t=600", "t=900"}
     references = report["placement_references"]
-    assert set(references) == {"truth", "caption", "direction_blind"}
+    assert set(references) == {"truth", "attributes", "direction_blind"}
     assert all(set(row) == {"true_frame", "clip_average", "mirrored_frame"}
                and all(-1.0 <= v <= 1.0 + 1e-6 for v in row.values())
                for row in list(placement.values()) + list(references.values()))
     # Knowing the direction places the object frame by frame; not knowing it, half mirrored.
     assert references["truth"]["true_frame"] > 0.999
-    assert references["caption"]["true_frame"] > references["caption"]["mirrored_frame"] + 0.05
+    assert references["attributes"]["true_frame"] > references["attributes"]["mirrored_frame"] + 0.05
     assert abs(references["direction_blind"]["true_frame"] - references["direction_blind"]["mirrored_frame"]) < 0.05
 
 

@@ -23,9 +23,9 @@ tested on rendered ground truth first.
   true map of the mirrored frame (T-1-k). A model that places the object frame by frame scores
   highest on the first; one that predicts the object smeared along its path, on the second.
   At t = 900 the noisy frames hold almost nothing of the clip (signal-to-noise 1e-4), so the
-  figures to compare with are those of estimates that know only the caption: the same clips
-  re-rendered with fresh tracks, in the same direction and half in the opposite one
-  (`placement_references`).
+  figures to compare with are those of estimates that know the clip's attributes but not its
+  track: the same clips re-rendered with fresh tracks, in the same direction and half in the
+  opposite one (`placement_references`).
 * The VAE's ceiling: the same detector on VAE reconstructions of rendered clips (medium and
   close-up). No sample can show an object better than the VAE decodes it, so when this is low
   the VAE, not the DiT, limits colour and shape.
@@ -76,11 +76,17 @@ def frame_change(frames: np.ndarray) -> float:
     return float(np.abs(np.diff(f, axis=0)).mean())
 
 
+def _progress(items, desc: str, unit: str, total: int | None = None):
+    """A tqdm bar on stderr: an evaluation samples for minutes."""
+    from tqdm import tqdm
+    return tqdm(items, desc=desc, total=total, unit=unit, dynamic_ncols=True, leave=False)
+
+
 def text_trials(gen, n: int, seed: int, steps: int, cfg: float) -> tuple[dict[str, float], list[dict], list[float], list[float]]:
     rng = np.random.default_rng(seed)
     hits: dict[str, list[bool]] = {"colour": [], "shape": [], "background": [], "motion": []}
     samples, smooth_gen, smooth_ref = [], [], []
-    for i in range(n):
+    for i in _progress(range(n), "held-out prompts", "shot"):
         params = sample_clip_params(rng, "heldout", frames=gen.preset.frames, size=gen.preset.size, p_character=0.0)
         prompt = caption(params, rng, "heldout")
         frames = gen.generate(prompt, None, seed=seed * 1000 + i, steps=steps, cfg=cfg)
@@ -104,6 +110,7 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
     # Each look attribute on its own too: a partly learnt identity (the right colour, a
     # blob for a shape) shows here before the whole look matches.
     per_attr = {a: {"with_reference": [], "text_only": []} for a in LOOK_ATTRIBUTES}
+    bar = _progress(None, "identity shots", "pair", total=len(CAST) * shots_per_character)
     for c in CAST:
         ref = reference_frame(rng, c.look, gen.preset.size)
         for k in range(shots_per_character):
@@ -123,6 +130,8 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
                 per_attr[attr]["with_reference"].append(da.matches(c.look, (attr,)))
                 per_attr[attr]["text_only"].append(db.matches(c.look, (attr,)))
             samples.append({"prompt": prompt + " [+ref]", "frames": a, "reference": ref})
+            bar.update()
+    bar.close()
     by_attribute = {a: {k: float(np.mean(v)) for k, v in d.items()} for a, d in per_attr.items()}
     return float(np.mean(with_ref)), float(np.mean(text_only)), len(with_ref), samples, by_attribute
 
@@ -305,11 +314,12 @@ def placement_probe(gen, clips: ProbeClips, seed: int,
 
 
 def placement_references(gen, clips: ProbeClips, seed: int, renders: int = 4) -> dict[str, dict[str, float]]:
-    """The placement probe's cosines for estimates that know the caption and nothing of the
-    clip's own track, the best a denoiser can do when the noise hides the frames (t = 900):
-    each probe clip re-rendered `renders` times with its look, background, camera, lighting and
-    motion and fresh tracks, object maps averaged ("caption"); half of them with the opposite
-    motion ("direction_blind"); and the truth itself ("truth")."""
+    """The placement probe's cosines for estimates that know the clip's attributes and nothing of
+    its own track, about the best a denoiser can do when the noise hides the frames (t = 900; an
+    upper bound, as captions do not always state the camera, lighting or pattern): each probe
+    clip re-rendered `renders` times with its look, background, camera, lighting and motion and
+    fresh tracks, object maps averaged ("attributes"); half of them with the opposite motion
+    ("direction_blind"); and the truth itself ("truth")."""
     p = gen.preset
     rng = np.random.default_rng(seed + 13)
 
@@ -324,7 +334,7 @@ def placement_references(gen, clips: ProbeClips, seed: int, renders: int = 4) ->
 
     same = average_maps(lambda q: q.motion)
     blind = (same + average_maps(lambda q: OPPOSITE[q.motion])) / 2
-    return {"truth": map_cosines(clips.maps, clips.maps), "caption": map_cosines(same, clips.maps),
+    return {"truth": map_cosines(clips.maps, clips.maps), "attributes": map_cosines(same, clips.maps),
             "direction_blind": map_cosines(blind, clips.maps)}
 
 
@@ -336,11 +346,16 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
     text_acc, text_samples, smooth_gen, smooth_ref = text_trials(gen, n, seed, steps, cfg)
     per_char = shots_per_character or max(1, n // (4 * len(CAST)))
     id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg, ref_cfg)
-    ceiling = vae_ceiling(gen, max(8, n // 2), seed)
-    clips = probe_clips(gen, n, seed)
-    probe = direction_probe(gen, clips, seed)
-    placement = placement_probe(gen, clips, seed)
-    references = placement_references(gen, clips, seed)
+    with _progress(None, "VAE ceiling and probes", "stage", total=4) as bar:
+        ceiling = vae_ceiling(gen, max(8, n // 2), seed)
+        clips = probe_clips(gen, n, seed)
+        bar.update()
+        probe = direction_probe(gen, clips, seed)
+        bar.update()
+        placement = placement_probe(gen, clips, seed)
+        bar.update()
+        references = placement_references(gen, clips, seed)
+        bar.update()
     return EvalReport(n, text_acc, n_id, id_ref, id_text, chance_of_look(), id_attr, float(np.mean(smooth_gen)),
                       float(np.mean(smooth_ref)), ceiling, probe, placement, references, time.time() - start,
                       text_samples[:8] + id_samples[:8])
