@@ -110,28 +110,27 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
     # Each look attribute on its own too: a partly learnt identity (the right colour, a
     # blob for a shape) shows here before the whole look matches.
     per_attr = {a: {"with_reference": [], "text_only": []} for a in LOOK_ATTRIBUTES}
-    bar = _progress(None, "identity shots", "pair", total=len(CAST) * shots_per_character)
-    for c in CAST:
-        ref = reference_frame(rng, c.look, gen.preset.size)
-        for k in range(shots_per_character):
-            # Medium and close-up shots: the detector reads a look reliably there (wide shots
-            # of small objects lose shape and pattern under blur).
-            params = sample_params(rng, look=c.look, name=c.name, motion=str(rng.choice(MOVING)),
-                                   camera=str(rng.choice(["medium", "close-up"])),
-                                   frames=gen.preset.frames, size=gen.preset.size)
-            prompt = caption(params, rng, "heldout")
-            shot_seed = seed * 7919 + k
-            a = gen.generate(prompt, ref, seed=shot_seed, steps=steps, cfg=cfg, ref_cfg=ref_cfg)
-            b = gen.generate(prompt, None, seed=shot_seed, steps=steps, cfg=cfg)
-            da, db = detect(a), detect(b)
-            with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
-            text_only.append(db.matches(c.look, LOOK_ATTRIBUTES))
-            for attr in LOOK_ATTRIBUTES:
-                per_attr[attr]["with_reference"].append(da.matches(c.look, (attr,)))
-                per_attr[attr]["text_only"].append(db.matches(c.look, (attr,)))
-            samples.append({"prompt": prompt + " [+ref]", "frames": a, "reference": ref})
-            bar.update()
-    bar.close()
+    with _progress(None, "identity shots", "pair", total=len(CAST) * shots_per_character) as bar:
+        for c in CAST:
+            ref = reference_frame(rng, c.look, gen.preset.size)
+            for k in range(shots_per_character):
+                # Medium and close-up shots: the detector reads a look reliably there (wide shots
+                # of small objects lose shape and pattern under blur).
+                params = sample_params(rng, look=c.look, name=c.name, motion=str(rng.choice(MOVING)),
+                                       camera=str(rng.choice(["medium", "close-up"])),
+                                       frames=gen.preset.frames, size=gen.preset.size)
+                prompt = caption(params, rng, "heldout")
+                shot_seed = seed * 7919 + k
+                a = gen.generate(prompt, ref, seed=shot_seed, steps=steps, cfg=cfg, ref_cfg=ref_cfg)
+                b = gen.generate(prompt, None, seed=shot_seed, steps=steps, cfg=cfg)
+                da, db = detect(a), detect(b)
+                with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
+                text_only.append(db.matches(c.look, LOOK_ATTRIBUTES))
+                for attr in LOOK_ATTRIBUTES:
+                    per_attr[attr]["with_reference"].append(da.matches(c.look, (attr,)))
+                    per_attr[attr]["text_only"].append(db.matches(c.look, (attr,)))
+                samples.append({"prompt": prompt + " [+ref]", "frames": a, "reference": ref})
+                bar.update()
     by_attribute = {a: {k: float(np.mean(v)) for k, v in d.items()} for a, d in per_attr.items()}
     return float(np.mean(with_ref)), float(np.mean(text_only)), len(with_ref), samples, by_attribute
 
@@ -197,7 +196,7 @@ def encode_clips(gen, params: list, batch: int = 16) -> np.ndarray:
 
 def probe_clips(gen, n: int, seed: int) -> ProbeClips:
     """`n` fresh clips moving left, right, up and down in turn, rendered and encoded once for
-    both probes."""
+    all the probes."""
     from kernels import runtime
     jt = runtime.import_jittor()
     p = gen.preset

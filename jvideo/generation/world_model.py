@@ -1,6 +1,8 @@
 """Build the toy-world VAE, video DiT and noise schedule from a preset."""
 from __future__ import annotations
 
+from typing import Any, Callable, Sequence
+
 import numpy as np
 
 from jvideo.models import AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig
@@ -77,7 +79,7 @@ def diffusion_schedule(preset: Preset):
                          timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False)
 
 
-def clip_noise(normal, shape: tuple[int, ...], shared: float):
+def clip_noise(normal: Callable[[tuple[int, ...]], Any], shape: Sequence[int], shared: float) -> Any:
     """Gaussian noise of `shape` (..., c, T, h, w) whose T frames share a fraction `shared` of
     each element's variance (PYoCo's mixed noise); every element keeps unit variance.
 
@@ -93,7 +95,7 @@ def clip_noise(normal, shape: tuple[int, ...], shared: float):
     return own * (1.0 - shared) ** 0.5 + common * shared ** 0.5
 
 
-def training_timesteps(rng, n: int, timesteps: int, power: float):
+def training_timesteps(rng: np.random.Generator, n: int, timesteps: int, power: float) -> np.ndarray:
     """n training timesteps in [0, timesteps) with density proportional to t ** power
     (0: uniform, drawn as earlier recipes drew it; 1: a ramp, twice as many at the noisiest step
     as on average). The denoiser decides where the object is in each frame at high noise.
