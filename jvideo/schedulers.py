@@ -118,8 +118,14 @@ class NoiseSchedule:
         a, s = self._coefs(t)
         return _expand(a, xt) * xt - _expand(s, xt) * v
 
-    def sample_timesteps(self, batch: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.integers(0, self.num_train_timesteps, size=batch)
+    def sample_timesteps(self, batch: int, rng: np.random.Generator, power: float = 0.0) -> np.ndarray:
+        """`batch` training timesteps in [0, T) with density proportional to t ** power (0: uniform,
+        rng.integers as always; 1: a ramp, twice as many at the noisiest step as on average)."""
+        if not power:
+            return rng.integers(0, self.num_train_timesteps, size=batch)
+        u = rng.random(batch)
+        t = (self.num_train_timesteps * u ** (1.0 / (1.0 + power))).astype(np.int64)
+        return np.minimum(t, self.num_train_timesteps - 1)
 
 
 class DDIMScheduler(NoiseSchedule):

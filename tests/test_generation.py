@@ -335,12 +335,13 @@ def test_clip_noise_shares_a_fraction_of_its_variance_across_frames():
 
 
 def test_training_timesteps_lean_to_high_noise():
-    """training_timesteps: power 0 draws exactly as before (rng.integers); power 1 is a ramp
+    """sample_timesteps: power 0 draws exactly as before (rng.integers); power 1 is a ramp
     (mean 2/3 of the range, 3/4 of the draws in the upper half); every step stays in [0, T)."""
-    from jvideo.generation.world_model import training_timesteps
-    assert np.array_equal(training_timesteps(np.random.default_rng(5), 50, 1000, 0.0),
+    from jvideo.schedulers import NoiseSchedule
+    schedule = NoiseSchedule(num_train_timesteps=1000)
+    assert np.array_equal(schedule.sample_timesteps(50, np.random.default_rng(5)),
                           np.random.default_rng(5).integers(0, 1000, size=50))
-    t = training_timesteps(np.random.default_rng(5), 40000, 1000, 1.0)
+    t = schedule.sample_timesteps(40000, np.random.default_rng(5), 1.0)
     assert t.min() >= 0 and t.max() <= 999 and t.dtype.kind == "i"
     assert abs(t.mean() / 1000 - 2 / 3) < 0.01 and abs((t >= 500).mean() - 0.75) < 0.01
 

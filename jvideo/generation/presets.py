@@ -99,7 +99,7 @@ class DiTPreset:
     # Fraction of the noise's variance shared by all frames of a clip (world_model.clip_noise),
     # in training, sampling and the probes alike; 0: independent frames.
     shared_noise: float = 0.0
-    # Training timesteps drawn with density ~ t ** timestep_power (world_model.training_timesteps):
+    # Training timesteps drawn with density ~ t ** timestep_power (NoiseSchedule.sample_timesteps):
     # more of the high-noise steps, where each frame's object placement is decided; 0: uniform.
     timestep_power: float = 0.0
     # Decay of an exponential moving average of the weights (ema.WeightAverage), which the
@@ -259,7 +259,7 @@ PRESETS = {
     # A diagnostic, not a recipe: tiny-v14 on clips that all move left, right, up or down, clip
     # steps only, 2500 steps (README, "Generation", item 17).
     "tiny-motion": _TINY_MOTION,
-    # Diagnostics on tiny-motion's data and steps, one change each (README, "Generation", item 20):
+    # Diagnostics on tiny-motion's data and steps, one change each (README, "Generation", item 21):
     # half of each noise element's variance shared by the clip's frames (DiTPreset.shared_noise),
     "tiny-motion-shared": replace(_TINY_MOTION, name="tiny-motion-shared",
                                   dit=replace(_TINY_MOTION.dit, shared_noise=0.5)),

@@ -29,7 +29,7 @@ from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs, r
 from .ema import WeightAverage
 from .presets import Preset, get_preset
 from .world_model import (build_dit, build_vae, clip_noise, diffusion_schedule, init_for_training,
-                          init_vae_for_training, training_timesteps, vae_config)
+                          init_vae_for_training, vae_config)
 
 jt = runtime.import_jittor()
 
@@ -358,7 +358,8 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         x0 = jt.array(np.ascontiguousarray(latents))
         ref = jt.array(data["references"][idx] * keep[:, None, None, None, None])
         emb, mask = text.encode(captions)
-        t = training_timesteps(rng, n, preset.timesteps, p.timestep_power)
+        # The denoiser decides where the object is in each frame at high noise (timestep_power).
+        t = schedule.sample_timesteps(n, rng, p.timestep_power)
         noise = clip_noise(jt.randn, x0.shape, p.shared_noise)
         return v_loss(dit, schedule, x0, noise, t, ref, keep, emb, mask,
                       jt.array(np.ascontiguousarray(weights)))

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from jvideo.models import AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig
 
 from .presets import Preset
@@ -94,13 +92,3 @@ def clip_noise(normal: Callable[[tuple[int, ...]], Any], shape: Sequence[int], s
     common = normal(tuple(shape[:-3]) + (1,) + tuple(shape[-2:]))
     return own * (1.0 - shared) ** 0.5 + common * shared ** 0.5
 
-
-def training_timesteps(rng: np.random.Generator, n: int, timesteps: int, power: float) -> np.ndarray:
-    """n training timesteps in [0, timesteps) with density proportional to t ** power
-    (0: uniform, drawn as earlier recipes drew it; 1: a ramp, twice as many at the noisiest step
-    as on average). The denoiser decides where the object is in each frame at high noise.
-    """
-    if not power:
-        return rng.integers(0, timesteps, size=n)
-    u = rng.random(n)
-    return np.minimum((timesteps * u ** (1.0 / (1.0 + power))).astype(np.int64), timesteps - 1)
