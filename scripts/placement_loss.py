@@ -12,15 +12,9 @@ import sys
 
 import numpy as np
 
-from jvideo.generation.conditioning import reference_kwargs
-from jvideo.generation.evaluate import OPPOSITE, encode_clips, probe_clips, probe_noise
+from jvideo.generation.evaluate import OPPOSITE, clean_estimate, encode_clips, probe_clips, rerendered
 from jvideo.generation.sample import Generator
 from jvideo.generation.train import object_weights
-from jvideo.generation.world_model import diffusion_schedule
-from jvideo.toyworld.render import sample_params
-from kernels import runtime
-
-jt = runtime.import_jittor()
 
 
 def main(checkpoint: str, renders: int = 8) -> None:
@@ -33,10 +27,7 @@ def main(checkpoint: str, renders: int = 8) -> None:
     def mean_latents(motion_of) -> np.ndarray:
         total = np.zeros_like(truth)
         for _ in range(renders):
-            params = [sample_params(rng, look=q.look, name=q.name, background=q.background, motion=motion_of(q),
-                                    camera=q.camera, lighting=q.lighting, frames=p.frames, size=p.size)
-                      for q in clips.params]
-            total += encode_clips(gen, params)
+            total += encode_clips(gen, rerendered(gen, clips, rng, motion_of))
         return total / renders
 
     placed = mean_latents(lambda q: q.motion)
@@ -46,18 +37,7 @@ def main(checkpoint: str, renders: int = 8) -> None:
     def loss(estimate: np.ndarray) -> float:
         return float(((estimate - truth) ** 2 * weights).mean() / weights.mean())
 
-    n = len(truth)
-    emb, mask = gen.text.encode(clips.captions)
-    reference = jt.zeros((n, truth.shape[1], 1) + truth.shape[3:])
-    schedule = diffusion_schedule(p)
-    model = {}
-    for t0 in (900, 600):
-        t = np.full(n, t0)
-        xt = schedule.add_noise(clips.latents, probe_noise(gen, truth.shape, 0, t0), t)
-        with jt.no_grad():
-            v = gen.dit(jt.concat([reference, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
-                        **reference_kwargs(gen.dit, reference, np.zeros(n, np.float32)))[:, :, 1:]
-        model[t0] = loss(schedule.original_from_velocity(xt, v, t).numpy())
+    model = {t0: loss(clean_estimate(gen, clips, 0, t0)) for t0 in (900, 600)}
     smeared = placed.mean(axis=2, keepdims=True).repeat(truth.shape[2], axis=2)
     print(f"{checkpoint}: model t=900 {model[900]:.3f}, t=600 {model[600]:.3f}; attributes placed "
           f"{loss(placed):.3f}, smeared {loss(smeared):.3f}, direction-blind {loss((placed + opposite) / 2):.3f}")

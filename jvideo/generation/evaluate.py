@@ -290,6 +290,13 @@ def placement_probe(gen, clips: ProbeClips, seed: int,
     """{"t=300": {"true_frame": c, "clip_average": c, "mirrored_frame": c}, ...}: where the DiT's
     clean-latent estimate puts the object, frame by frame (module docstring), on the probe clips
     with their true captions, without a reference."""
+    return {f"t={t0}": map_cosines(object_maps(clean_estimate(gen, clips, seed, t0), clips.colours), clips.maps)
+            for t0 in timesteps}
+
+
+def clean_estimate(gen, clips: ProbeClips, seed: int, t0: int) -> np.ndarray:
+    """The DiT's clean-latent estimate (n, c, T, h, w) of the probe clips noised to t0 with the
+    probes' noise, under their true captions, without a reference."""
     from kernels import runtime
 
     from .conditioning import reference_kwargs
@@ -299,17 +306,21 @@ def placement_probe(gen, clips: ProbeClips, seed: int,
     emb, mask = gen.text.encode(clips.captions)
     reference = jt.zeros((n, x0.shape[1], 1) + tuple(x0.shape[3:]))
     schedule = diffusion_schedule(gen.preset)
-    out: dict[str, dict[str, float]] = {}
-    for t0 in timesteps:
-        noise = probe_noise(gen, x0.shape, seed, t0)
-        t = np.full(n, t0)
-        xt = schedule.add_noise(x0, noise, t)
-        with jt.no_grad():
-            v = gen.dit(jt.concat([reference, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
-                        **reference_kwargs(gen.dit, reference, np.zeros(n, np.float32)))[:, :, 1:]
-        estimate = schedule.original_from_velocity(xt, v, t).numpy()
-        out[f"t={t0}"] = map_cosines(object_maps(estimate, clips.colours), clips.maps)
-    return out
+    t = np.full(n, t0)
+    xt = schedule.add_noise(x0, probe_noise(gen, x0.shape, seed, t0), t)
+    with jt.no_grad():
+        v = gen.dit(jt.concat([reference, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
+                    **reference_kwargs(gen.dit, reference, np.zeros(n, np.float32)))[:, :, 1:]
+    return schedule.original_from_velocity(xt, v, t).numpy()
+
+
+def rerendered(gen, clips: ProbeClips, rng: np.random.Generator, motion_of) -> list:
+    """The probe clips' parameters with the same look, background, camera and lighting, the
+    motion `motion_of(params)` and fresh tracks."""
+    p = gen.preset
+    return [sample_params(rng, look=q.look, name=q.name, background=q.background, motion=motion_of(q),
+                          camera=q.camera, lighting=q.lighting, frames=p.frames, size=p.size)
+            for q in clips.params]
 
 
 def placement_references(gen, clips: ProbeClips, seed: int, renders: int = 4) -> dict[str, dict[str, float]]:
@@ -319,16 +330,12 @@ def placement_references(gen, clips: ProbeClips, seed: int, renders: int = 4) ->
     clip re-rendered `renders` times with its look, background, camera, lighting and motion and
     fresh tracks, object maps averaged ("attributes"); half of them with the opposite motion
     ("direction_blind"); and the truth itself ("truth")."""
-    p = gen.preset
     rng = np.random.default_rng(seed + 13)
 
     def average_maps(motion_of) -> np.ndarray:
         total = np.zeros_like(clips.maps)
         for _ in range(renders):
-            params = [sample_params(rng, look=q.look, name=q.name, background=q.background, motion=motion_of(q),
-                                    camera=q.camera, lighting=q.lighting, frames=p.frames, size=p.size)
-                      for q in clips.params]
-            total += object_maps(encode_clips(gen, params), clips.colours)
+            total += object_maps(encode_clips(gen, rerendered(gen, clips, rng, motion_of)), clips.colours)
         return total / renders
 
     same = average_maps(lambda q: q.motion)
