@@ -131,8 +131,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the batch), tiny-v9 (tiny-v5 with references cropped to their object), tiny-v10 (tiny-v9 sampling "
                         "from an EMA of its weights), tiny-v12 (tiny-v11 whose cross-attention also reads MiniLM's "
                         "input-layer word vectors), tiny-v13 (tiny-v12 whose temporal blocks cross-attend too), "
-                        "tiny-v14 (tiny-v11 whose spatial blocks are modulated per frame), tiny-motion (a diagnostic: "
-                        "tiny-v14 on moving clips only), "
+                        "tiny-v14 (tiny-v11 whose spatial blocks are modulated per frame), tiny-v15 (tiny-v11 told "
+                        "where the subject is in each frame: a layout planned from the prompt), tiny-motion (a "
+                        "diagnostic: tiny-v14 on moving clips only; also -shared, -highnoise), "
                         "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

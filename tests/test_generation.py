@@ -304,6 +304,60 @@ def test_frame_modulation_trains_and_samples(checkpoint, tmp_path, monkeypatch):
     assert shot.shape == (4, 32, 32, 3)
 
 
+def test_planned_layout_follows_the_prompt():
+    """plan_layout: the subject's cover travels the stated way (right: its centre's column rises,
+    up: its row falls), stays put when the prompt says still or nothing, is bigger in a close-up
+    than in a wide shot, is the same for the same seed and varies with it; an empty prompt has
+    no layout; channel 1 marks a given layout."""
+    from jvideo.generation.layout import layout_from_cover, plan_layout
+
+    def centre(layout: np.ndarray) -> np.ndarray:   # (T, 2) row, column of the cover's mass
+        cover = layout[0]
+        rows, cols = np.mgrid[0:cover.shape[1], 0:cover.shape[2]]
+        mass = cover.sum(axis=(1, 2))
+        return np.stack([(cover * rows).sum(axis=(1, 2)) / mass, (cover * cols).sum(axis=(1, 2)) / mass], 1)
+
+    right = plan_layout("a red circle moves to the right on the grass", 3, 16, 64, 4)
+    assert right.shape == (2, 16, 16, 16) and np.all(right[1] == 1) and right[0].max() == 1
+    path = centre(right)
+    assert path[-1, 1] - path[0, 1] > 5 and abs(path[-1, 0] - path[0, 0]) < 0.5
+    up = centre(plan_layout("we see Mira as it climbs upward", 3, 16, 64, 4))
+    assert up[0, 0] - up[-1, 0] > 5
+    for still in ("a blue star rests in a room", "Mira on the sand"):
+        assert np.ptp(centre(plan_layout(still, 3, 16, 64, 4)), axis=0).max() < 1e-6
+    close = plan_layout("close-up of a big red circle that rests on the grass", 1, 16, 64, 4)[0].sum()
+    wide = plan_layout("wide shot of a big red circle that rests on the grass", 1, 16, 64, 4)[0].sum()
+    assert close > 2.5 * wide
+    assert np.array_equal(plan_layout("Mira jumps", 5, 16, 64, 4), plan_layout("Mira jumps", 5, 16, 64, 4))
+    assert not np.array_equal(plan_layout("Mira jumps", 5, 16, 64, 4), plan_layout("Mira jumps", 6, 16, 64, 4))
+    assert not plan_layout("  ", 5, 16, 64, 4).any()
+    cover = np.random.default_rng(0).random((2, 3, 4, 4)).astype(np.float32)
+    layouts = layout_from_cover(cover, np.array([1, 0]))
+    assert np.array_equal(layouts[0, 0], cover[0]) and np.all(layouts[0, 1] == 1) and not layouts[1].any()
+
+
+def test_layout_conditioning_trains_and_samples_from_the_plan(checkpoint, tmp_path, monkeypatch):
+    """DiTPreset.layout: the run trains its layout embedding (zero at the start), keeps the
+    option in preset.json, and samples each shot under the layout planned from its prompt and
+    seed (without the plan the same seed gives another shot)."""
+    from dataclasses import replace
+
+    from jvideo.generation import presets
+    from jvideo.generation.sample import Generator
+    base = presets.PRESETS["test"]
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, layout=True)))
+    out = tmp_path / "layout"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    gen = Generator.load(out)
+    assert gen.preset.dit.layout and gen.dit.config.layout_conditioning
+    assert np.abs(gen.dit.layout_embed.weight.numpy()).max() > 0
+    prompt = "a red circle moves left on the grass"
+    planned = gen.generate(prompt, seed=1, steps=2)
+    assert planned.shape == (4, 32, 32, 3) and np.array_equal(planned, gen.generate(prompt, seed=1, steps=2))
+    monkeypatch.setattr(gen, "layouts", lambda prompts, seeds, frames: None)
+    assert not np.array_equal(planned, gen.generate(prompt, seed=1, steps=2))
+
+
 def test_motion_subset_trains_on_its_own_dataset(checkpoint, tmp_path, monkeypatch):
     """DiTPreset.motions: the training clips all move those ways and are cached apart from a
     full dataset (OUT/data-left-right), so neither run can read the other's clips."""

@@ -426,3 +426,30 @@ def test_latte_frame_modulation(latte_pair, tmp_path):
                    model(x, t, text, enable_temporal=False).numpy()) <= 1e-5
     again = models.from_pretrained(models.save_pretrained(ours, tmp_path / "frames"))
     assert max_err(again(x, t, text).numpy(), ours(x, t, text).numpy()) == 0.0
+
+
+def test_latte_layout_conditioning(latte_pair, tmp_path):
+    """jvideo's extension: with its zero-initialised layout embedding the model equals the plain
+    one whatever the layout; once the embedding is learnt the layout changes the output, only in
+    the frames whose layout differs; save/load."""
+    _, model, folder = latte_pair
+    raw = json.loads((folder / "config.json").read_text())
+    ours = models.Latte(models.LatteConfig.from_dict({**raw, "layout_conditioning": True}))
+    ours.load_state_dict(model.state_dict())
+    rng = np.random.default_rng(12)
+    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
+    t = jt.array(np.array([300, 40]))
+    text = jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
+    layout = rng.random((2, 2, 3, 8, 8)).astype(np.float32)
+    plain = model(x, t, text).numpy()
+    assert max_err(ours(x, t, text, layout=jt.array(layout)).numpy(), plain) <= 1e-5
+    weight = ours.layout_embed.weight
+    weight.update(jt.array(rng.standard_normal(weight.shape).astype(np.float32)))
+    with_layout = ours(x, t, text, layout=jt.array(layout)).numpy()
+    assert max_err(with_layout, plain) > 1e-3
+    other = layout.copy()
+    other[1] = 0.0     # the second clip loses its layout: the first clip's output must not move
+    changed = ours(x, t, text, layout=jt.array(other)).numpy()
+    assert max_err(changed[0], with_layout[0]) <= 1e-5 and max_err(changed[1], with_layout[1]) > 1e-3
+    again = models.from_pretrained(models.save_pretrained(ours, tmp_path / "layout"))
+    assert max_err(again(x, t, text, layout=jt.array(layout)).numpy(), with_layout) == 0.0

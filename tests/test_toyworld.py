@@ -187,3 +187,38 @@ def test_object_crop_centres_and_enlarges_the_object():
         assert np.abs(after.centroids[0] - 32).max() <= 8
     empty = np.full((64, 64, 3), 90, np.uint8)
     assert np.array_equal(tw.object_crop(empty), empty)
+
+
+def test_read_caption_gives_back_what_the_caption_states():
+    """read_caption inverts caption on both splits: the motion always, the camera and the size
+    exactly when a phrase states them, nothing else."""
+    from jvideo.toyworld.captions import CAMERA_PHRASES, read_caption
+    rng = np.random.default_rng(8)
+    stated = {"camera": 0, "size": 0}
+    for split in tw.SPLITS:
+        for _ in range(400):
+            p = tw.sample_clip_params(rng, split, p_character=0.3)
+            text = tw.caption(p, rng, split)
+            said = read_caption(text)
+            assert said["motion"] == p.motion, text
+            camera_phrases = sum(CAMERA_PHRASES[p.camera], [])
+            if any(ph in text for ph in camera_phrases):
+                stated["camera"] += 1
+                assert said["camera"] == p.camera, text
+            else:
+                assert "camera" not in said, text
+            if p.look.size in text.split():
+                stated["size"] += 1
+                assert said["size"] == p.look.size, text
+            else:
+                assert "size" not in said, text
+    assert min(stated.values()) > 50
+    assert read_caption("Mira on the grass") == {} and read_caption("") == {}
+    assert read_caption("a red square grows larger, tight close-up") == {"motion": "grow", "camera": "close-up"}
+
+
+def test_track_cover_is_the_object_mask():
+    p = tw.sample_params(np.random.default_rng(4), motion="left")
+    from jvideo.toyworld.render import object_mask, track_cover
+    assert np.array_equal(object_mask(p, 4), track_cover(p.track, p.height, p.width, 4))
+    assert np.array_equal(object_mask(p, 1, [0, 5]), track_cover(p.track, p.height, p.width, 1, [0, 5]))

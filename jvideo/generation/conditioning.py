@@ -53,6 +53,18 @@ def reference_kwargs(dit, ref, keep: np.ndarray) -> dict:
     return {"reference": ref[:, :, 0], "reference_mask": jt.array(np.asarray(keep, np.float32))}
 
 
+def layout_kwargs(dit, layout: np.ndarray | None, batch: int, frames: int, grid: int) -> dict:
+    """The DiT's layout input for layouts (B, 2, T, h, w) of the generated frames (None: no
+    layout for any row): a zero layout joins at temporal position 0, the reference's. None for
+    a DiT without layout conditioning."""
+    if not dit.config.layout_conditioning:
+        return {}
+    if layout is None:
+        layout = np.zeros((batch, 2, frames, grid, grid), np.float32)
+    padded = np.concatenate([np.zeros_like(layout[:, :, :1]), layout], axis=2)
+    return {"layout": jt.array(np.ascontiguousarray(padded, dtype=np.float32))}
+
+
 class TextConditioner:
     """Captions -> MiniLM token embeddings (B, L, 384) and a key mask (B, L), L = max_tokens;
     with `word_tokens` (Preset.word_tokens) L = 2 * max_tokens: the encoder's output states, then

@@ -26,6 +26,10 @@ tested on rendered ground truth first.
   figures to compare with are those of estimates that know the clip's attributes but not its
   track: the same clips re-rendered with fresh tracks, in the same direction and half in the
   opposite one (`placement_references`).
+  A layout-conditioned DiT (DiTPreset.layout) gets in both probes the layout planned from each
+  caption, as sampling would plan it (none for the empty caption): its direction probe then asks
+  whether it follows the planned direction, and the attribute reference is what a perfectly
+  followed plan gives (the plan knows the direction, not the clip's own track).
 * The VAE's ceiling: the same detector on VAE reconstructions of rendered clips (medium and
   close-up). No sample can show an object better than the VAE decodes it, so when this is low
   the VAE, not the DiT, limits colour and shape.
@@ -239,6 +243,7 @@ def direction_probe(gen, clips: ProbeClips, seed: int,
                              for i, q in enumerate(params)],
                 "no_caption": [""] * n}
     encoded = {name: gen.text.encode(caps) for name, caps in captions.items()}    # (emb, mask) each
+    layouts = {name: probe_layouts(gen, caps) for name, caps in captions.items()}
     schedule = diffusion_schedule(p)
     out: dict[str, dict[str, float]] = {}
     for t0 in timesteps:
@@ -246,9 +251,15 @@ def direction_probe(gen, clips: ProbeClips, seed: int,
         t = np.full(n, t0)
         with jt.no_grad():
             out[f"t={t0}"] = {name: float(v_loss(gen.dit, schedule, x0, noise, t, reference, keep, emb, mask,
-                                                 weights).item())
+                                                 weights, layouts[name]).item())
                               for name, (emb, mask) in encoded.items()}
     return out
+
+
+def probe_layouts(gen, captions: list[str]) -> np.ndarray | None:
+    """A layout-conditioned DiT's layouts for the probes: each caption's plan (the i-th from seed
+    i, as sampling would make it), none for an empty caption; None for other DiTs."""
+    return gen.layouts(captions, list(range(len(captions))), gen.preset.frames)
 
 
 def off_background(latents: np.ndarray) -> np.ndarray:
@@ -299,7 +310,7 @@ def clean_estimate(gen, clips: ProbeClips, seed: int, t0: int) -> np.ndarray:
     probes' noise, under their true captions, without a reference."""
     from kernels import runtime
 
-    from .conditioning import reference_kwargs
+    from .conditioning import layout_kwargs, reference_kwargs
     from .world_model import diffusion_schedule
     jt = runtime.import_jittor()
     x0, n = clips.latents, len(clips.params)
@@ -308,9 +319,10 @@ def clean_estimate(gen, clips: ProbeClips, seed: int, t0: int) -> np.ndarray:
     schedule = diffusion_schedule(gen.preset)
     t = np.full(n, t0)
     xt = schedule.add_noise(x0, probe_noise(gen, x0.shape, seed, t0), t)
+    layout = layout_kwargs(gen.dit, probe_layouts(gen, clips.captions), n, x0.shape[2], x0.shape[-1])
     with jt.no_grad():
         v = gen.dit(jt.concat([reference, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
-                    **reference_kwargs(gen.dit, reference, np.zeros(n, np.float32)))[:, :, 1:]
+                    **reference_kwargs(gen.dit, reference, np.zeros(n, np.float32)), **layout)[:, :, 1:]
     return schedule.original_from_velocity(xt, v, t).numpy()
 
 

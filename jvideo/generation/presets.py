@@ -106,6 +106,12 @@ class DiTPreset:
     # checkpoint then holds and sampling uses, as DiT and Latte sample; 0: no average, the raw
     # weights. At 0.999 it spans about the last 1,000 steps.
     ema: float = 0.0
+    # Layout conditioning (LatteConfig.layout_conditioning, generation/layout.py): the DiT is
+    # told where the subject is in each frame, the true cover in training, a track planned from
+    # the prompt in sampling; `layout_dropout` of the training rows go without, so the model
+    # also generates unplanned.
+    layout: bool = False
+    layout_dropout: float = 0.2
 
     def is_image_step(self, step: int) -> bool:
         """Whether training step `step` (from 0) is an image step: the last of every image_every,
@@ -156,6 +162,8 @@ class Preset:
             raise JVideoError("preset.json: image_every needs an image_batch")
         if dit.ema >= 1:
             raise JVideoError(f"preset.json: ema is a decay below 1, not {dit.ema!r}")
+        if dit.layout_dropout > 1:
+            raise JVideoError(f"preset.json: layout_dropout is a fraction, not {dit.layout_dropout!r}")
         if dit.shared_noise >= 1:
             raise JVideoError(f"preset.json: shared_noise is a fraction below 1, not {dit.shared_noise!r}")
         if dit.image_until > 1:
@@ -170,7 +178,7 @@ def _tuples(values: dict) -> dict:
 
 _MAY_BE_ZERO = {"seed", "text_dropout", "reference_dropout", "p_named", "kl_weight", "object_weight",
                 "colour_anchor", "image_every", "image_batch", "ema",
-                "shared_noise", "timestep_power"}
+                "shared_noise", "timestep_power", "layout_dropout"}
 
 
 def _check_fields(obj) -> None:
@@ -266,6 +274,9 @@ PRESETS = {
     # and training timesteps on a ramp towards high noise (DiTPreset.timestep_power).
     "tiny-motion-highnoise": replace(_TINY_MOTION, name="tiny-motion-highnoise",
                                      dit=replace(_TINY_MOTION.dit, timestep_power=1.0)),
+    # tiny-v11 told where the subject is in each frame (DiTPreset.layout): the true cover in
+    # training, a track planned from the prompt in sampling (README, "Generation", item 22).
+    "tiny-v15": replace(_TINY_V11, name="tiny-v15", dit=replace(_TINY_V11.dit, layout=True)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

@@ -8,7 +8,8 @@ import numpy as np
 
 from kernels import runtime
 
-from .conditioning import TextConditioner, reference_kwargs, reference_latents, tensor_to_frames
+from .conditioning import TextConditioner, layout_kwargs, reference_kwargs, reference_latents, tensor_to_frames
+from .layout import plan_layout
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
 from .world_model import clip_noise, diffusion_schedule
@@ -44,6 +45,15 @@ class Generator:
         return self.generate_batch([prompt], None if reference is None else reference[None], [seed],
                                    frames, steps, cfg, ref_cfg)[0]
 
+    def layouts(self, prompts: list[str], seeds: list[int], frames: int) -> np.ndarray | None:
+        """(B, 2, T, h, w) planned layouts of the prompts (generation/layout.py), or None for a
+        DiT without layout conditioning."""
+        if not self.preset.dit.layout:
+            return None
+        p = self.preset
+        return np.stack([plan_layout(prompt, seed, frames, p.size, p.size // p.latent_size)
+                         for prompt, seed in zip(prompts, seeds)])
+
     def generate_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
                        frames: int | None = None, steps: int = 25, cfg: float = 4.0,
                        ref_cfg: float = 1.0) -> np.ndarray:
@@ -54,6 +64,8 @@ class Generator:
         With a reference and ref_cfg != 1 a third branch drops the reference and keeps the
         caption, and guidance also pushes away from it (the model learnt both, reference_dropout):
             cond + (cfg - 1)(cond - no_text) + (ref_cfg - 1)(cond - no_reference).
+        A layout-conditioned DiT (DiTPreset.layout) gets each prompt's planned layout
+        (generation/layout.py, from the prompt and the seed) in every branch.
         """
         frames = frames or self.preset.frames
         for p in prompts:
@@ -74,10 +86,13 @@ class Generator:
             has_ref = np.repeat(np.array([1, 1, 0][:branches], np.float32) * (references is not None), b)
             refs = jt.concat([ref] * branches, dim=0) * jt.array(has_ref).reshape((-1, 1, 1, 1, 1))
             ref_tokens = reference_kwargs(self.dit, refs, has_ref)
+            layouts = self.layouts(prompts, seeds, frames)
+            layout = layout_kwargs(self.dit, None if layouts is None else np.concatenate([layouts] * branches),
+                                   branches * b, frames, s)
             for t in schedule.set_timesteps(steps):
                 x_in = jt.concat([x] * branches, dim=0)
                 tt = jt.array(np.full(branches * b, float(t), np.float32))
-                out = self.dit(jt.concat([refs, x_in], dim=2), tt, emb, mask, **ref_tokens)[:, :, 1:]
+                out = self.dit(jt.concat([refs, x_in], dim=2), tt, emb, mask, **ref_tokens, **layout)[:, :, 1:]
                 cond, no_text = out[:b], out[b:2 * b]
                 guided = no_text + cfg * (cond - no_text)   # = cond + (cfg - 1)(cond - no_text)
                 if branches == 3:

@@ -25,7 +25,8 @@ from jvideo.models.loading import load_state_dict, state_dict_numpy
 from kernels import runtime
 
 from . import state as st
-from .conditioning import TextConditioner, frames_to_tensor, reference_kwargs, reference_latents
+from .conditioning import TextConditioner, frames_to_tensor, layout_kwargs, reference_kwargs, reference_latents
+from .layout import layout_from_cover
 from .ema import WeightAverage
 from .presets import Preset, get_preset
 from .world_model import (build_dit, build_vae, clip_noise, diffusion_schedule, init_for_training,
@@ -211,11 +212,16 @@ def average_pool(x, cell: int):
     return x.reshape((n, c, h // cell, cell, w // cell, cell)).mean(dims=(3, 5))
 
 
-def object_weights(params: list, cell: int, object_weight: float) -> np.ndarray:
-    """Loss weights 1 + object_weight * (object cover) from the clips' ground truth:
-    (N, T, H/cell, W/cell) float32."""
+def object_cover(params: list, cell: int) -> np.ndarray:
+    """The object's cover of each latent cell from the clips' ground truth: (N, T, H/cell,
+    W/cell) float32 in [0, 1]."""
     from jvideo.toyworld.render import object_mask
-    return 1.0 + object_weight * np.stack([object_mask(q, cell) for q in params])
+    return np.stack([object_mask(q, cell) for q in params])
+
+
+def object_weights(params: list, cell: int, object_weight: float) -> np.ndarray:
+    """Loss weights 1 + object_weight * (object cover): (N, T, H/cell, W/cell) float32."""
+    return 1.0 + object_weight * object_cover(params, cell)
 
 
 def weighted_mean(values, weight):
@@ -224,13 +230,16 @@ def weighted_mean(values, weight):
     return (values * weight).mean() / weight.mean()
 
 
-def v_loss(dit, schedule, x0, noise, t: np.ndarray, ref, keep: np.ndarray, emb, mask, weights):
+def v_loss(dit, schedule, x0, noise, t: np.ndarray, ref, keep: np.ndarray, emb, mask, weights,
+           layout: np.ndarray | None = None):
     """The DiT's weighted v-prediction MSE on clean latents x0 (B, c, T, h, w) noised to steps t
     (B,), with reference latents ref (B, c, 1, h, w) as the clean frame 0 (keep (B,): which rows
-    have one) and weights (B, 1, T, h, w); the reference frame is not scored."""
+    have one), weights (B, 1, T, h, w) and, for a layout-conditioned DiT, layouts (B, 2, T, h, w)
+    of the frames (None: none); the reference frame is not scored."""
     xt = schedule.add_noise(x0, noise, t)
+    b, _, frames, grid = x0.shape[0], x0.shape[1], x0.shape[2], x0.shape[-1]
     pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
-               **reference_kwargs(dit, ref, keep))
+               **reference_kwargs(dit, ref, keep), **layout_kwargs(dit, layout, b, frames, grid))
     err = pred[:, :, 1:] - schedule.velocity(x0, noise, t)
     return weighted_mean(err * err, weights)
 
@@ -335,8 +344,10 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
     p = preset.dit
     data = encode_dataset(vae, preset, out)
     cell = preset.size // preset.latent_size
-    # (N, 1, T, h, w): latent cells the object touches weigh more (see DiTPreset.object_weight).
-    data["weights"] = object_weights(data["params"], cell, p.object_weight)[:, None]
+    # (N, 1, T, h, w): the object's cover of each latent cell; cells it touches weigh more in
+    # the loss (DiTPreset.object_weight), and layout-conditioned DiTs are told it (DiTPreset.layout).
+    data["cover"] = object_cover(data["params"], cell)[:, None]
+    data["weights"] = 1.0 + p.object_weight * data["cover"]
     dit = init_for_training(build_dit(preset))
     schedule = diffusion_schedule(preset)
     text = TextConditioner(preset.text_tokens, word_tokens=preset.word_tokens)
@@ -352,17 +363,20 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         keep = (rng.random(n) >= p.reference_dropout).astype(np.float32)
         if images:   # one random frame of each clip: (n, c, 1, h, w) and (n, 1, 1, h, w)
             frame = rng.integers(0, data["latents"].shape[2], size=n)
-            latents, weights = (data[k][idx, :, frame][:, :, None] for k in ("latents", "weights"))
+            latents, weights, cover = (data[k][idx, :, frame][:, :, None] for k in ("latents", "weights", "cover"))
         else:        # whole clips: (n, c, T, h, w) and (n, 1, T, h, w)
-            latents, weights = data["latents"][idx], data["weights"][idx]
+            latents, weights, cover = data["latents"][idx], data["weights"][idx], data["cover"][idx]
         x0 = jt.array(np.ascontiguousarray(latents))
         ref = jt.array(data["references"][idx] * keep[:, None, None, None, None])
         emb, mask = text.encode(captions)
         # The denoiser decides where the object is in each frame at high noise (timestep_power).
         t = schedule.sample_timesteps(n, rng, p.timestep_power)
         noise = clip_noise(jt.randn, x0.shape, p.shared_noise)
+        # The true layout, dropped for some rows (drawn only for layout presets: the others keep
+        # their random stream, so their recipes reproduce).
+        layout = layout_from_cover(cover[:, 0], rng.random(n) >= p.layout_dropout) if p.layout else None
         return v_loss(dit, schedule, x0, noise, t, ref, keep, emb, mask,
-                      jt.array(np.ascontiguousarray(weights)))
+                      jt.array(np.ascontiguousarray(weights)), layout)
 
     return stage.run(loss_fn)
 

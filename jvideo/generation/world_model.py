@@ -31,7 +31,7 @@ def dit_config(preset: Preset) -> LatteConfig:
                        caption_channels=384, video_length=preset.frames + 1,
                        reference_tokens=p.reference_tokens, pooled_conditioning=p.pooled_conditioning,
                        temporal_cross_attention=p.temporal_cross_attention,
-                       frame_modulation=p.frame_modulation)
+                       frame_modulation=p.frame_modulation, layout_conditioning=p.layout)
 
 
 def build_vae(preset: Preset) -> AutoencoderKL:

@@ -29,6 +29,12 @@ spatial blocks and of the final layer. Through the adaLN MLP's nonlinearity each
 its own scale, shift and gate as a function of timestep, pooled caption and frame index
 together: "frame 12 of a clip that moves left" can select different channels from frame 2,
 where the plain model modulates every frame alike and must find the frame in the tokens.
+
+With `layout_conditioning` (also jvideo's) each frame also takes a layout (B, 2, T, H, W) on the
+latent grid: where the subject is (channel 0) and whether a layout is given at all (channel 1).
+Its patches are embedded by a convolution of the patch's size, zero at the start as ControlNet's
+zero convolutions are, and added to the frame's tokens, so the model starts as the plain one and
+learns to draw the subject where the layout puts it (jvideo.generation.layout).
 """
 from __future__ import annotations
 
@@ -79,6 +85,8 @@ class LatteConfig(ModelConfig):
     # jvideo's extension: a learnt per-frame vector joins the adaLN embedding of the spatial
     # blocks and the final layer, so their modulation depends on (timestep, caption, frame).
     frame_modulation: bool = False
+    # jvideo's extension: a per-frame subject layout (2 channels) embedded into the tokens.
+    layout_conditioning: bool = False
 
     def validate(self, raw: dict) -> None:
         require(raw, "norm_type", ("ada_norm_single",), "LatteTransformer3DModel")
@@ -197,6 +205,10 @@ class Latte(nn.Module):
                 self.pooled_reference_projection = nn.Linear(d, d)
         if cfg.frame_modulation:
             self.frame_embedding = jt.zeros((cfg.video_length, d))
+        if cfg.layout_conditioning:
+            self.layout_embed = nn.Conv2d(2, d, cfg.patch_size, stride=cfg.patch_size)
+            self.layout_embed.weight.update(jt.zeros(self.layout_embed.weight.shape))
+            self.layout_embed.bias.update(jt.zeros(self.layout_embed.bias.shape))
         temp = sincos_1d(d, np.arange(cfg.video_length)).astype(np.float32)
         self._temp_pos_embed = jt.array(temp[None]).stop_grad()        # (1, video_length, D)
 
@@ -240,16 +252,28 @@ class Latte(nn.Module):
             per_frame = per_frame + repeat_rows(extra, frames)
         return self.adaln_single(repeat_rows(t, frames), per_frame)
 
+    def layout_tokens(self, layout: jt.Var) -> jt.Var:
+        """layout (B, 2, T, H, W) -> (B*T, N, D), added to the frames' tokens."""
+        if not self.config.layout_conditioning:
+            raise ValueError("this Latte was built without layout_conditioning")
+        b, c, frames, h, w = layout.shape
+        frames_first = layout.permute(0, 2, 1, 3, 4).reshape((b * frames, c, h, w))
+        out = self.layout_embed(frames_first)                          # (B*T, D, H/p, W/p)
+        return out.reshape((b * frames, out.shape[1], -1)).transpose((0, 2, 1))
+
     def execute(self, x: jt.Var, t: jt.Var, text: jt.Var, text_mask: jt.Var | None = None,
                 enable_temporal: bool = True, reference: jt.Var | None = None,
-                reference_mask: jt.Var | None = None) -> jt.Var:
-        """reference (B, C, H, W) and reference_mask (B,): see reference_context."""
+                reference_mask: jt.Var | None = None, layout: jt.Var | None = None) -> jt.Var:
+        """reference (B, C, H, W) and reference_mask (B,): see reference_context; layout
+        (B, 2, T, H, W), aligned with x's frames: see layout_tokens."""
         b, _, frames, h, w = x.shape
         p, d = self.config.patch_size, self.config.hidden_size
         if enable_temporal and frames > self.config.video_length:
             raise ValueError(f"{frames} frames but the model's temporal table has {self.config.video_length}")
         x = x.permute(0, 2, 1, 3, 4).reshape((b * frames, x.shape[1], h, w))
         tokens = self.pos_embed(x)                                    # (B*T, N, D)
+        if layout is not None:
+            tokens = tokens + self.layout_tokens(layout)
         n = tokens.shape[1]
         refs = self.reference_tokens(reference) if reference is not None else None   # (B, N, D)
         extra = (self.pooled_embedding(text, text_mask, refs, reference_mask)

@@ -139,3 +139,24 @@ def vocabulary() -> set[str]:
     for t in texts:
         words.update(w for w in re.findall(r"[a-z\-]+", re.sub(r"\{[a-z]+\}", " ", t.lower())) if w)
     return words
+
+
+def read_caption(text: str) -> dict[str, str]:
+    """What a caption says of motion, camera and size, read back from the phrase tables of either
+    split: {"motion": ..., "camera": ..., "size": ...}, each key only where the text states it.
+
+    The longest matching phrase wins ("jumps up and lands" is a jump, "grows larger" a grow); a
+    word counts only whole ("rests" is not in "arrests").
+    """
+    text = " ".join(re.findall(r"[a-z\-]+", text.lower()))
+    out: dict[str, str] = {}
+    motions = {m: train + held + ([WALK_PHRASES[m]] if m in WALK_PHRASES else [])
+               for m, (train, held) in MOTION_PHRASES.items()}
+    cameras = {c: train + held for c, (train, held) in CAMERA_PHRASES.items()}
+    sizes = {s: [s] for s in SIZES}
+    for key, table in (("motion", motions), ("camera", cameras), ("size", sizes)):
+        found = [(len(phrase), value) for value, phrases in table.items() for phrase in phrases
+                 if re.search(rf"(?<![a-z\-]){re.escape(phrase)}(?![a-z\-])", text)]
+        if found:
+            out[key] = max(found)[1]
+    return out

@@ -69,11 +69,12 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
-def make_track(rng: np.random.Generator, motion: str, look: Look, camera: str, frames: int,
+def make_track(rng: np.random.Generator, motion: str, size: str, camera: str, frames: int,
                height: int, width: int) -> Track:
-    """Draw a trajectory for `motion`; positions are clamped so the object stays in frame."""
+    """Draw a trajectory for `motion` of an object of `size` (a Look's); positions are clamped
+    so the object stays in frame."""
     s = np.linspace(0.0, 1.0, frames)
-    base_r = CAMERA_SCALE[camera] * SIZE_FACTOR[look.size] * min(height, width)
+    base_r = CAMERA_SCALE[camera] * SIZE_FACTOR[size] * min(height, width)
     scale = np.ones(frames)
     x0, y0 = rng.uniform(0.4, 0.6), rng.uniform(0.42, 0.62)
     x, y = np.full(frames, x0), np.full(frames, y0)
@@ -122,7 +123,7 @@ def sample_params(rng: np.random.Generator, *, look: Look | None = None, name: s
     if lighting not in ALLOWED_LIGHTINGS[background]:
         raise ValueError(f"the {background} background is only shown at {ALLOWED_LIGHTINGS[background][0]}")
     seed = int(rng.integers(0, 2**31 - 1))
-    track = make_track(np.random.default_rng(seed), motion, look, camera, frames, height, width)
+    track = make_track(np.random.default_rng(seed), motion, look.size, camera, frames, height, width)
     return ClipParams(look, name, background, motion, camera, lighting, frames, height, width, seed, track)
 
 
@@ -297,18 +298,24 @@ def render_clip(params: ClipParams, frame_ids: list[int] | None = None) -> np.nd
 
 
 def object_mask(params: ClipParams, cell: int = 1, frame_ids: list[int] | None = None) -> np.ndarray:
-    """Where the object is: (T, H // cell, W // cell) float32 in [0, 1].
+    """Where the object is: (T, H // cell, W // cell) float32 in [0, 1] (see track_cover)."""
+    return track_cover(params.track, params.height, params.width, cell, frame_ids)
+
+
+def track_cover(track: Track, height: int, width: int, cell: int = 1,
+                frame_ids: list[int] | None = None) -> np.ndarray:
+    """Where an object on `track` is: (T, height // cell, width // cell) float32 in [0, 1].
 
     A disc slightly larger than the shape's circumcircle, so outline and anti-aliased edges
     count. With cell > 1 each value is the fraction of that cell the disc covers (at least
     0.25 where it touches at all): the weight map of a latent grid.
     """
-    t, h, w = params.track, params.height, params.width
-    ids = range(params.frames) if frame_ids is None else frame_ids
+    h, w = height, width
+    ids = range(len(track.cx)) if frame_ids is None else frame_ids
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     out = np.empty((len(ids), h // cell, w // cell), np.float32)
     for i, f in enumerate(ids):
-        disc = ((xs - t.cx[f]) ** 2 + (ys - t.cy[f]) ** 2 <= (t.radius[f] * 1.1 + 1.0) ** 2)
+        disc = ((xs - track.cx[f]) ** 2 + (ys - track.cy[f]) ** 2 <= (track.radius[f] * 1.1 + 1.0) ** 2)
         cover = disc[: h // cell * cell, : w // cell * cell].reshape(h // cell, cell, w // cell, cell).mean((1, 3))
         out[i] = np.where(cover > 0, np.maximum(cover, 0.25), 0.0) if cell > 1 else cover
     return out
