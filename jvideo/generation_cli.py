@@ -121,9 +121,10 @@ REF_CFG_HELP = ("reference guidance with --identity: above 1 also steers away fr
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
-    p.add_argument("--preset", default="tiny-v11",
-                   help="tiny-v11 (tiny-v10 at twice the learning rate; 2-core CPU, under 90 min; the shipped "
-                        "default), tiny (first recipe; shipped too), tiny-v2 (object-weighted losses), "
+    p.add_argument("--preset", default="tiny-v15",
+                   help="tiny-v15 (tiny-v11 told where the subject is in each frame: a layout planned from the "
+                        "prompt; 2-core CPU, under 90 min; the shipped default), tiny (first recipe; shipped too), "
+                        "tiny-v11 (tiny-v10 at twice the learning rate), tiny-v2 (object-weighted losses), "
                         "tiny-v3 (4x VAE, reference tokens), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
                         "tiny-v5 (tiny-v4 + joint image-video training), "
                         "tiny-v6 (tiny-v5 with image steps in the first half only), tiny-v7 (tiny-v5 on 6000 "
@@ -131,8 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the batch), tiny-v9 (tiny-v5 with references cropped to their object), tiny-v10 (tiny-v9 sampling "
                         "from an EMA of its weights), tiny-v12 (tiny-v11 whose cross-attention also reads MiniLM's "
                         "input-layer word vectors), tiny-v13 (tiny-v12 whose temporal blocks cross-attend too), "
-                        "tiny-v14 (tiny-v11 whose spatial blocks are modulated per frame), tiny-v15 (tiny-v11 told "
-                        "where the subject is in each frame: a layout planned from the prompt), tiny-motion (a "
+                        "tiny-v14 (tiny-v11 whose spatial blocks are modulated per frame), tiny-motion (a "
                         "diagnostic: tiny-v14 on moving clips only; also -shared, -highnoise), "
                         "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
@@ -154,7 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--steps", type=int, default=25, help="DDIM steps")
     g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
     g.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
-    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v11)")
+    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v15)")
     g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
 

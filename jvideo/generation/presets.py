@@ -10,7 +10,7 @@ from jvideo.errors import JVideoError
 # Checkpoints shipped with the package: one folder per preset (jvideo train's layout).
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 # The one every command uses by default (generate, eval, film, studio, bench).
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny-v11"
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny-v15"
 
 
 @dataclass
@@ -253,8 +253,8 @@ PRESETS = {
     # tiny-v9 sampling from an exponential moving average of its weights (DiTPreset.ema); the
     # raw weights train exactly as tiny-v9's.
     "tiny-v10": _TINY_V10,
-    # tiny-v10 at twice the learning rate (1e-3, cosine to 1e-4). The shipped default
-    # (README, "Generation").
+    # tiny-v10 at twice the learning rate (1e-3, cosine to 1e-4); the default before tiny-v15
+    # (its checkpoint is in the git history, its VAE is tiny-v15's).
     "tiny-v11": _TINY_V11,
     # tiny-v11 whose cross-attention also reads the caption's word vectors (Preset.word_tokens).
     "tiny-v12": _TINY_V12,
@@ -276,6 +276,7 @@ PRESETS = {
                                      dit=replace(_TINY_MOTION.dit, timestep_power=1.0)),
     # tiny-v11 told where the subject is in each frame (DiTPreset.layout): the true cover in
     # training, a track planned from the prompt in sampling (README, "Generation", item 22).
+    # The shipped default.
     "tiny-v15": replace(_TINY_V11, name="tiny-v15", dit=replace(_TINY_V11.dit, layout=True)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
