@@ -133,7 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "from an EMA of its weights), tiny-v12 (tiny-v11 whose cross-attention also reads MiniLM's "
                         "input-layer word vectors), tiny-v13 (tiny-v12 whose temporal blocks cross-attend too), "
                         "tiny-v14 (tiny-v11 whose spatial blocks are modulated per frame), tiny-motion (a "
-                        "diagnostic: tiny-v14 on moving clips only; also -shared, -highnoise), "
+                        "diagnostic: tiny-v14 on moving clips only; also -shared, -highnoise), tiny-paste (a diagnostic: "
+                        "tiny-v15 with the reference drawn into the subject's window), "
                         "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

@@ -336,6 +336,30 @@ def test_planned_layout_follows_the_prompt():
     assert np.array_equal(layouts[0, 0], cover[0]) and np.all(layouts[0, 1] == 1) and not layouts[1].any()
 
 
+def test_reference_is_drawn_into_the_subjects_window():
+    """reference_window / plan_layout(paste=c): the cropped reference's latent lands in a window
+    centred on the subject's cover in every frame, scaled with its radius; without a reference
+    the window and the drawing are zero, and an empty prompt gives zeros of the same shape."""
+    from jvideo.generation.layout import layout_channels, plan_layout
+    reference = np.zeros((6, 16, 16), np.float32)
+    reference[:, 4:12, 4:12] = 1.0                  # an object in the middle of the crop
+    wide = plan_layout("wide shot of Mira, who moves to the right on the grass", 2, 16, 64, 4, 6, reference)
+    close = plan_layout("close-up of Mira, who moves to the right on the grass", 2, 16, 64, 4, 6, reference)
+    assert wide.shape == (layout_channels(6, True), 16, 16, 16) == (9, 16, 16, 16)
+    rows, cols = np.mgrid[0:16, 0:16]
+    for f in (0, 8, 15):
+        cover, window, drawn = wide[0, f], wide[2, f], wide[3, f]
+        centre = (cover * cols).sum() / cover.sum(), (cover * rows).sum() / cover.sum()
+        assert abs((drawn * cols).sum() / drawn.sum() - centre[0]) < 0.6
+        assert abs((drawn * rows).sum() / drawn.sum() - centre[1]) < 0.6
+        assert np.all(drawn[window == 0] == 0) and window.sum() > 0
+    assert close[3, 0].sum() > 2.5 * wide[3, 0].sum()
+    bare = plan_layout("wide shot of Mira, who moves to the right on the grass", 2, 16, 64, 4, 6, None)
+    assert np.array_equal(bare[:2], wide[:2]) and not bare[2:].any()
+    assert plan_layout("", 2, 16, 64, 4, 6, reference).shape == wide.shape
+    assert not plan_layout("", 2, 16, 64, 4, 6, reference).any()
+
+
 def test_layout_conditioning_trains_and_samples_from_the_plan(checkpoint, tmp_path, monkeypatch):
     """DiTPreset.layout: the run trains its layout embedding (zero at the start), keeps the
     option in preset.json, and samples each shot under the layout planned from its prompt and
@@ -354,8 +378,32 @@ def test_layout_conditioning_trains_and_samples_from_the_plan(checkpoint, tmp_pa
     prompt = "a red circle moves left on the grass"
     planned = gen.generate(prompt, seed=1, steps=2)
     assert planned.shape == (4, 32, 32, 3) and np.array_equal(planned, gen.generate(prompt, seed=1, steps=2))
-    monkeypatch.setattr(gen, "layouts", lambda prompts, seeds, frames: None)
+    monkeypatch.setattr(gen, "layouts", lambda prompts, seeds, frames, references=None: None)
     assert not np.array_equal(planned, gen.generate(prompt, seed=1, steps=2))
+
+
+def test_reference_paste_trains_and_samples(checkpoint, tmp_path, monkeypatch):
+    """DiTPreset.reference_paste: the layout embedding takes 3 + c channels, the run trains and
+    samples with and without a reference (and with reference guidance, whose third branch has
+    none); the drawn reference changes the shot."""
+    from dataclasses import replace
+
+    from jvideo.generation import presets
+    from jvideo.generation.sample import Generator
+    from jvideo.toyworld import sample_batch
+    base = presets.PRESETS["test"]
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, layout=True, reference_crop=True,
+                                                                            reference_paste=True)))
+    out = tmp_path / "paste"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    gen = Generator.load(out)
+    assert gen.dit.config.layout_channels == 3 + base.vae.latent_channels
+    reference = sample_batch(np.random.default_rng(1), 1, frames=4, size=32, references=True).references[0]
+    prompt = "Mira moves right on the grass"
+    shot = gen.generate(prompt, reference, seed=1, steps=2)
+    assert shot.shape == (4, 32, 32, 3) and gen.generate(prompt, reference, seed=1, steps=2, ref_cfg=2.0).shape == shot.shape
+    gen.dit.layout_embed.weight.update(gen.dit.layout_embed.weight * 0 + 0.05)   # a visibly used drawing
+    assert not np.array_equal(gen.generate(prompt, reference, seed=1, steps=2), gen.generate(prompt, None, seed=1, steps=2))
 
 
 def test_motion_subset_trains_on_its_own_dataset(checkpoint, tmp_path, monkeypatch):

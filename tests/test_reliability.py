@@ -524,7 +524,7 @@ PRESET_MUTATIONS = [
     ("dit.image_until", 2.0), ("dit.image_until", 0), ("word_tokens", "yes"), ("dit.reference_tokens", 1),
     ("dit.motions", ["sideways"]), ("dit.motions", ["spin"]), ("dit.motions", "left"),
     ("dit.shared_noise", 1.0), ("dit.shared_noise", -0.5), ("dit.timestep_power", -1.0),
-    ("dit.layout_dropout", 1.5), ("dit.layout", "yes"),
+    ("dit.layout_dropout", 1.5), ("dit.layout", "yes"), ("dit.layout", True), ("dit.reference_paste", True),
 ]
 
 

@@ -11,6 +11,11 @@ place the layout gives.
 
 A layout is (2, T, h, w) on the latent grid: channel 0 the object's cover of each cell, channel
 1 ones ("a layout is given"); all zeros means no layout (an empty prompt, layout dropout).
+With the reference pasted (DiTPreset.reference_paste) 1 + c channels follow: the window around
+the subject where a reference is drawn, and the identity reference's cropped latent drawn into
+that window, scaled to the subject's size in each frame (zeros without a reference). Copying a
+look then becomes a local task, the same cells in and out, where through attention the DiT must
+find the look in the reference and move it across the frame and down in scale.
 """
 from __future__ import annotations
 
@@ -19,6 +24,15 @@ import numpy as np
 from jvideo.toyworld.captions import read_caption
 from jvideo.toyworld.render import Track, make_track, track_cover
 from jvideo.toyworld.world import CAMERAS, SIZES
+
+# Side of the window a reference is drawn into, in object radii: object_crop keeps the object's
+# extent (up to two radii) plus 15% on each side.
+PASTE_SIDE = 2.6
+
+
+def layout_channels(latent_channels: int, paste: bool) -> int:
+    """Channels of a layout: cover and presence, plus window and reference latent when pasted."""
+    return 3 + latent_channels if paste else 2
 
 
 def plan_track(prompt: str, seed: int, frames: int, height: int, width: int) -> Track:
@@ -31,14 +45,53 @@ def plan_track(prompt: str, seed: int, frames: int, height: int, width: int) -> 
     return make_track(rng, said.get("motion", "still"), size, camera, frames, height, width)
 
 
-def plan_layout(prompt: str, seed: int, frames: int, size: int, cell: int) -> np.ndarray:
-    """(2, frames, size // cell, size // cell) float32: the planned layout of `prompt` on the
-    latent grid (cell pixels per latent cell); zeros for an empty prompt."""
+def plan_layout(prompt: str, seed: int, frames: int, size: int, cell: int,
+                paste: int = 0, reference: np.ndarray | None = None) -> np.ndarray:
+    """(C, frames, size // cell, size // cell) float32: the planned layout of `prompt` on the
+    latent grid (cell pixels per latent cell); zeros for an empty prompt. C = 2, or with `paste`
+    latent channels 3 + paste: the subject's window and `reference` (paste, s, s), a cropped
+    reference's latent, drawn into it (zeros without a reference)."""
     grid = size // cell
+    channels = layout_channels(paste, bool(paste))
     if not prompt.strip():
-        return np.zeros((2, frames, grid, grid), np.float32)
-    cover = track_cover(plan_track(prompt, seed, frames, size, size), size, size, cell)
-    return layout_from_cover(cover[None], np.ones(1, np.float32))[0]
+        return np.zeros((channels, frames, grid, grid), np.float32)
+    track = plan_track(prompt, seed, frames, size, size)
+    layout = layout_from_cover(track_cover(track, size, size, cell)[None], np.ones(1, np.float32))[0]
+    if not paste:
+        return layout
+    window, drawn = reference_window(reference, track, cell, grid, list(range(frames)), paste)
+    return np.concatenate([layout, window[None], drawn], axis=0)
+
+
+def reference_window(reference: np.ndarray | None, track: Track, cell: int, grid: int,
+                     frame_ids: list[int], channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """An object-centred image (c, s, s) (a cropped reference's latent; None: no reference, then
+    `channels` zeros) drawn into each listed frame's window around the subject on the latent
+    grid: the window mask (F, grid, grid) and the drawing (c, F, grid, grid), both float32 and
+    zero without a reference. The window is a square of PASTE_SIDE radii about the track's
+    centre; bilinear sampling, zero outside."""
+    if reference is None:
+        return (np.zeros((len(frame_ids), grid, grid), np.float32),
+                np.zeros((channels, len(frame_ids), grid, grid), np.float32))
+    c, s = reference.shape[0], reference.shape[-1]
+    centres = (np.arange(grid, dtype=np.float32) + 0.5) * cell            # cell centres in pixels
+    drawn = np.zeros((c, len(frame_ids), grid, grid), np.float32)
+    window = np.zeros((len(frame_ids), grid, grid), np.float32)
+    for i, f in enumerate(frame_ids):
+        side = PASTE_SIDE * track.radius[f]
+        u = (centres - track.cx[f]) / side + 0.5                          # (grid,) window columns in [0, 1)
+        v = (centres - track.cy[f]) / side + 0.5                          # (grid,) window rows
+        cols, rows = u * s - 0.5, v * s - 0.5
+        c0, r0 = np.floor(cols).astype(int), np.floor(rows).astype(int)
+        fc, fr = (cols - c0)[None, None, :], (rows - r0)[None, :, None]
+        cl, cr = np.clip(c0, 0, s - 1), np.clip(c0 + 1, 0, s - 1)
+        rt, rb = np.clip(r0, 0, s - 1), np.clip(r0 + 1, 0, s - 1)
+        top = reference[:, rt][:, :, cl] * (1 - fc) + reference[:, rt][:, :, cr] * fc    # (c, grid, grid)
+        bottom = reference[:, rb][:, :, cl] * (1 - fc) + reference[:, rb][:, :, cr] * fc
+        mask = (((v >= 0) & (v < 1))[:, None] & ((u >= 0) & (u < 1))[None, :]).astype(np.float32)
+        drawn[:, i] = (top * (1 - fr) + bottom * fr) * mask
+        window[i] = mask
+    return window, drawn
 
 
 def layout_from_cover(cover: np.ndarray, present: np.ndarray) -> np.ndarray:

@@ -112,6 +112,9 @@ class DiTPreset:
     # also generates unplanned.
     layout: bool = False
     layout_dropout: float = 0.2
+    # With a layout, the identity reference's cropped latent is also drawn into the subject's
+    # window in each frame (generation/layout.py): copying a look becomes a local task.
+    reference_paste: bool = False
 
     def is_image_step(self, step: int) -> bool:
         """Whether training step `step` (from 0) is an image step: the last of every image_every,
@@ -162,6 +165,8 @@ class Preset:
             raise JVideoError("preset.json: image_every needs an image_batch")
         if dit.ema >= 1:
             raise JVideoError(f"preset.json: ema is a decay below 1, not {dit.ema!r}")
+        if dit.reference_paste and not (dit.layout and dit.reference_crop):
+            raise JVideoError("preset.json: reference_paste needs layout and reference_crop")
         if dit.layout_dropout > 1:
             raise JVideoError(f"preset.json: layout_dropout is a fraction, not {dit.layout_dropout!r}")
         if dit.shared_noise >= 1:
@@ -222,6 +227,7 @@ _TINY_V9 = replace(_TINY_V5, name="tiny-v9", dit=replace(_TINY_V5.dit, reference
 _TINY_V10 = replace(_TINY_V9, name="tiny-v10", dit=replace(_TINY_V9.dit, ema=0.999))
 _TINY_V11 = replace(_TINY_V10, name="tiny-v11", dit=replace(_TINY_V10.dit, lr=1e-3))
 _TINY_V12 = replace(_TINY_V11, name="tiny-v12", word_tokens=True)
+_TINY_V15 = replace(_TINY_V11, name="tiny-v15", dit=replace(_TINY_V11.dit, layout=True))
 _TINY_MOTION = replace(_TINY_V11, name="tiny-motion",
                        dit=replace(_TINY_V11.dit, frame_modulation=True, motions=("left", "right", "up", "down"),
                                    image_every=0, image_batch=0, steps=2500))
@@ -277,7 +283,10 @@ PRESETS = {
     # tiny-v11 told where the subject is in each frame (DiTPreset.layout): the true cover in
     # training, a track planned from the prompt in sampling (README, "Generation", item 22).
     # The shipped default.
-    "tiny-v15": replace(_TINY_V11, name="tiny-v15", dit=replace(_TINY_V11.dit, layout=True)),
+    "tiny-v15": _TINY_V15,
+    # A diagnostic: tiny-v15 with the reference drawn into the subject's window
+    # (DiTPreset.reference_paste), 3000 steps (README, "Generation", item 23).
+    "tiny-paste": replace(_TINY_V15, name="tiny-paste", dit=replace(_TINY_V15.dit, reference_paste=True, steps=3000)),
     # For bigger machines (a GPU or many cores): wider, deeper, longer.
     "small": Preset("small", vae=VAEPreset(channels=(64, 128, 128), layers_per_block=2, norm_groups=16,
                                            mid_attention=True, steps=20000, batch=32),

@@ -6,16 +6,27 @@ from pathlib import Path
 
 import numpy as np
 
+from jvideo.errors import JVideoError
 from kernels import runtime
 
 from .conditioning import TextConditioner, layout_kwargs, reference_kwargs, reference_latents, tensor_to_frames
 from .layout import plan_layout
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
-from .world_model import clip_noise, diffusion_schedule
+from .world_model import clip_noise, diffusion_schedule, dit_config
 
 jt = runtime.import_jittor()
 
+
+def check_layout(preset: Preset, config, folder: Path) -> None:
+    """preset.json and dit/config.json must agree on the layout input: a DiT without one would
+    silently ignore the plan, one with other channels would fail mid-sampling."""
+    expected = dit_config(preset)
+    if (config.layout_conditioning, config.layout_channels) != (expected.layout_conditioning,
+                                                                expected.layout_channels):
+        raise JVideoError(f"{folder}: preset.json and dit/config.json disagree on the layout input "
+                          f"(preset: {expected.layout_channels if expected.layout_conditioning else 'none'}, "
+                          f"DiT: {config.layout_channels if config.layout_conditioning else 'none'})")
 
 
 @dataclass
@@ -34,6 +45,7 @@ class Generator:
         vae = from_pretrained(folder / "vae")
         vae.scaling_factor = vae.config.scaling_factor
         dit = from_pretrained(folder / "dit")
+        check_layout(preset, dit.config, folder)
         return cls(preset, vae, dit, TextConditioner(preset.text_tokens, word_tokens=preset.word_tokens))
 
     def check_request(self, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0) -> None:
@@ -45,14 +57,18 @@ class Generator:
         return self.generate_batch([prompt], None if reference is None else reference[None], [seed],
                                    frames, steps, cfg, ref_cfg)[0]
 
-    def layouts(self, prompts: list[str], seeds: list[int], frames: int) -> np.ndarray | None:
-        """(B, 2, T, h, w) planned layouts of the prompts (generation/layout.py), or None for a
-        DiT without layout conditioning."""
+    def layouts(self, prompts: list[str], seeds: list[int], frames: int,
+                references: np.ndarray | None = None) -> np.ndarray | None:
+        """(B, C, T, h, w) planned layouts of the prompts (generation/layout.py), or None for a
+        DiT without layout conditioning. With DiTPreset.reference_paste, references (B, c, h, w)
+        (the cropped references' latents, or None) are drawn into the subject's window."""
         if not self.preset.dit.layout:
             return None
         p = self.preset
-        return np.stack([plan_layout(prompt, seed, frames, p.size, p.size // p.latent_size)
-                         for prompt, seed in zip(prompts, seeds)])
+        paste = p.vae.latent_channels if p.dit.reference_paste else 0
+        return np.stack([plan_layout(prompt, seed, frames, p.size, p.size // p.latent_size, paste,
+                                     None if references is None else references[i])
+                         for i, (prompt, seed) in enumerate(zip(prompts, seeds))])
 
     def generate_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
                        frames: int | None = None, steps: int = 25, cfg: float = 4.0,
@@ -86,9 +102,12 @@ class Generator:
             has_ref = np.repeat(np.array([1, 1, 0][:branches], np.float32) * (references is not None), b)
             refs = jt.concat([ref] * branches, dim=0) * jt.array(has_ref).reshape((-1, 1, 1, 1, 1))
             ref_tokens = reference_kwargs(self.dit, refs, has_ref)
-            layouts = self.layouts(prompts, seeds, frames)
-            layout = layout_kwargs(self.dit, None if layouts is None else np.concatenate([layouts] * branches),
-                                   branches * b, frames, s)
+            with_ref = self.layouts(prompts, seeds, frames, None if references is None else ref.numpy()[:, :, 0])
+            if with_ref is not None and branches == 3:   # the third branch has no reference
+                with_ref = np.concatenate([with_ref, with_ref, self.layouts(prompts, seeds, frames)])
+            elif with_ref is not None:
+                with_ref = np.concatenate([with_ref] * branches)
+            layout = layout_kwargs(self.dit, with_ref, branches * b, frames, s)
             for t in schedule.set_timesteps(steps):
                 x_in = jt.concat([x] * branches, dim=0)
                 tt = jt.array(np.full(branches * b, float(t), np.float32))

@@ -26,7 +26,7 @@ from kernels import runtime
 
 from . import state as st
 from .conditioning import TextConditioner, frames_to_tensor, layout_kwargs, reference_kwargs, reference_latents
-from .layout import layout_from_cover
+from .layout import layout_from_cover, reference_window
 from .ema import WeightAverage
 from .presets import Preset, get_preset
 from .world_model import (build_dit, build_vae, clip_noise, diffusion_schedule, init_for_training,
@@ -375,10 +375,29 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         # The true layout, dropped for some rows (drawn only for layout presets: the others keep
         # their random stream, so their recipes reproduce).
         layout = layout_from_cover(cover[:, 0], rng.random(n) >= p.layout_dropout) if p.layout else None
+        if p.reference_paste:   # the row's reference drawn into its true window, where both are given
+            frame_ids = [[int(f)] for f in frame] if images else [list(range(latents.shape[2]))] * n
+            given = keep * layout[:, 1, 0, 0, 0]
+            layout = np.concatenate([layout, pasted_references(data, idx, given, frame_ids, cell)], axis=1)
         return v_loss(dit, schedule, x0, noise, t, ref, keep, emb, mask,
                       jt.array(np.ascontiguousarray(weights)), layout)
 
     return stage.run(loss_fn)
+
+
+def pasted_references(data: dict, idx: np.ndarray, given: np.ndarray, frame_ids: list[list[int]],
+                      cell: int) -> np.ndarray:
+    """Window and drawn reference channels (n, 1 + c, F, h, w) of training rows `idx`: each
+    row's cropped reference latent drawn along its clip's true track in frames `frame_ids[i]`,
+    zeros where `given` (n,) is 0."""
+    refs = data["references"][idx][:, :, 0]                                  # (n, c, h, w)
+    grid, c = refs.shape[-1], refs.shape[1]
+    rows = []
+    for i, row in enumerate(idx):
+        reference = refs[i] if given[i] else None
+        window, drawn = reference_window(reference, data["params"][row].track, cell, grid, frame_ids[i], c)
+        rows.append(np.concatenate([window[None], drawn], axis=0))
+    return np.stack(rows)
 
 
 def adopt_vae(preset: Preset, out: Path, checkpoint: Path) -> None:

@@ -5,6 +5,7 @@ from typing import Any, Callable, Sequence
 
 from jvideo.models import AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig
 
+from .layout import layout_channels
 from .presets import Preset
 
 
@@ -31,7 +32,8 @@ def dit_config(preset: Preset) -> LatteConfig:
                        caption_channels=384, video_length=preset.frames + 1,
                        reference_tokens=p.reference_tokens, pooled_conditioning=p.pooled_conditioning,
                        temporal_cross_attention=p.temporal_cross_attention,
-                       frame_modulation=p.frame_modulation, layout_conditioning=p.layout)
+                       frame_modulation=p.frame_modulation, layout_conditioning=p.layout,
+                       layout_channels=layout_channels(preset.vae.latent_channels, p.reference_paste))
 
 
 def build_vae(preset: Preset) -> AutoencoderKL:

@@ -85,8 +85,10 @@ class LatteConfig(ModelConfig):
     # jvideo's extension: a learnt per-frame vector joins the adaLN embedding of the spatial
     # blocks and the final layer, so their modulation depends on (timestep, caption, frame).
     frame_modulation: bool = False
-    # jvideo's extension: a per-frame subject layout (2 channels) embedded into the tokens.
+    # jvideo's extension: a per-frame subject layout embedded into the tokens (2 channels: where,
+    # and whether given; more with a reference drawn into it, see jvideo.generation.layout).
     layout_conditioning: bool = False
+    layout_channels: int = 2
 
     def validate(self, raw: dict) -> None:
         require(raw, "norm_type", ("ada_norm_single",), "LatteTransformer3DModel")
@@ -206,7 +208,7 @@ class Latte(nn.Module):
         if cfg.frame_modulation:
             self.frame_embedding = jt.zeros((cfg.video_length, d))
         if cfg.layout_conditioning:
-            self.layout_embed = nn.Conv2d(2, d, cfg.patch_size, stride=cfg.patch_size)
+            self.layout_embed = nn.Conv2d(cfg.layout_channels, d, cfg.patch_size, stride=cfg.patch_size)
             self.layout_embed.weight.update(jt.zeros(self.layout_embed.weight.shape))
             self.layout_embed.bias.update(jt.zeros(self.layout_embed.bias.shape))
         temp = sincos_1d(d, np.arange(cfg.video_length)).astype(np.float32)
@@ -253,7 +255,7 @@ class Latte(nn.Module):
         return self.adaln_single(repeat_rows(t, frames), per_frame)
 
     def layout_tokens(self, layout: jt.Var) -> jt.Var:
-        """layout (B, 2, T, H, W) -> (B*T, N, D), added to the frames' tokens."""
+        """layout (B, layout_channels, T, H, W) -> (B*T, N, D), added to the frames' tokens."""
         if not self.config.layout_conditioning:
             raise ValueError("this Latte was built without layout_conditioning")
         b, c, frames, h, w = layout.shape
