@@ -54,13 +54,13 @@ def reference_kwargs(dit, ref, keep: np.ndarray) -> dict:
 
 
 def layout_kwargs(dit, layout: np.ndarray | None, batch: int, frames: int, grid: int) -> dict:
-    """The DiT's layout input for layouts (B, 2, T, h, w) of the generated frames (None: no
-    layout for any row): a zero layout joins at temporal position 0, the reference's. None for
-    a DiT without layout conditioning."""
+    """The DiT's layout input for layouts (B, C, T, h, w) of the generated frames (C: the DiT's
+    layout_channels; None: no layout for any row): a zero layout joins at temporal position 0,
+    the reference's. Nothing for a DiT without layout conditioning."""
     if not dit.config.layout_conditioning:
         return {}
     if layout is None:
-        layout = np.zeros((batch, 2, frames, grid, grid), np.float32)
+        layout = np.zeros((batch, dit.config.layout_channels, frames, grid, grid), np.float32)
     padded = np.concatenate([np.zeros_like(layout[:, :, :1]), layout], axis=2)
     return {"layout": jt.array(np.ascontiguousarray(padded, dtype=np.float32))}
 
