@@ -59,20 +59,18 @@ def plan_layout(prompt: str, seed: int, frames: int, size: int, cell: int,
     layout = layout_from_cover(track_cover(track, size, size, cell)[None], np.ones(1, np.float32))[0]
     if not paste:
         return layout
-    window, drawn = reference_window(reference, track, cell, grid, list(range(frames)), paste)
-    return np.concatenate([layout, window[None], drawn], axis=0)
+    return np.concatenate([layout, reference_window(reference, track, cell, grid, list(range(frames)), paste)])
 
 
 def reference_window(reference: np.ndarray | None, track: Track, cell: int, grid: int,
-                     frame_ids: list[int], channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """An object-centred image (c, s, s) (a cropped reference's latent; None: no reference, then
-    `channels` zeros) drawn into each listed frame's window around the subject on the latent
-    grid: the window mask (F, grid, grid) and the drawing (c, F, grid, grid), both float32 and
-    zero without a reference. The window is a square of PASTE_SIDE radii about the track's
-    centre; bilinear sampling, zero outside."""
+                     frame_ids: list[int], channels: int) -> np.ndarray:
+    """An object-centred image (channels, s, s) (a cropped reference's latent; None: no
+    reference) drawn into each listed frame's window around the subject on the latent grid:
+    (1 + channels, F, grid, grid) float32, the window mask and then the drawing, all zero
+    without a reference. The window is a square of PASTE_SIDE radii about the track's centre;
+    bilinear sampling, zero outside."""
     if reference is None:
-        return (np.zeros((len(frame_ids), grid, grid), np.float32),
-                np.zeros((channels, len(frame_ids), grid, grid), np.float32))
+        return np.zeros((1 + channels, len(frame_ids), grid, grid), np.float32)
     c, s = reference.shape[0], reference.shape[-1]
     centres = (np.arange(grid, dtype=np.float32) + 0.5) * cell            # cell centres in pixels
     drawn = np.zeros((c, len(frame_ids), grid, grid), np.float32)
@@ -91,7 +89,7 @@ def reference_window(reference: np.ndarray | None, track: Track, cell: int, grid
         mask = (((v >= 0) & (v < 1))[:, None] & ((u >= 0) & (u < 1))[None, :]).astype(np.float32)
         drawn[:, i] = (top * (1 - fr) + bottom * fr) * mask
         window[i] = mask
-    return window, drawn
+    return np.concatenate([window[None], drawn])
 
 
 def layout_from_cover(cover: np.ndarray, present: np.ndarray) -> np.ndarray:

@@ -234,8 +234,8 @@ def v_loss(dit, schedule, x0, noise, t: np.ndarray, ref, keep: np.ndarray, emb, 
            layout: np.ndarray | None = None):
     """The DiT's weighted v-prediction MSE on clean latents x0 (B, c, T, h, w) noised to steps t
     (B,), with reference latents ref (B, c, 1, h, w) as the clean frame 0 (keep (B,): which rows
-    have one), weights (B, 1, T, h, w) and, for a layout-conditioned DiT, layouts (B, 2, T, h, w)
-    of the frames (None: none); the reference frame is not scored."""
+    have one), weights (B, 1, T, h, w) and, for a layout-conditioned DiT, layouts (B, C, T, h, w)
+    of the frames (C: its layout_channels; None: none); the reference frame is not scored."""
     xt = schedule.add_noise(x0, noise, t)
     b, _, frames, grid = x0.shape[0], x0.shape[1], x0.shape[2], x0.shape[-1]
     pred = dit(jt.concat([ref, xt], dim=2), jt.array(t.astype(np.float32)), emb, mask,
@@ -374,11 +374,11 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         noise = clip_noise(jt.randn, x0.shape, p.shared_noise)
         # The true layout, dropped for some rows (drawn only for layout presets: the others keep
         # their random stream, so their recipes reproduce).
-        layout = layout_from_cover(cover[:, 0], rng.random(n) >= p.layout_dropout) if p.layout else None
+        present = rng.random(n) >= p.layout_dropout if p.layout else None
+        layout = layout_from_cover(cover[:, 0], present) if p.layout else None
         if p.reference_paste:   # the row's reference drawn into its true window, where both are given
             frame_ids = [[int(f)] for f in frame] if images else [list(range(latents.shape[2]))] * n
-            given = keep * layout[:, 1, 0, 0, 0]
-            layout = np.concatenate([layout, pasted_references(data, idx, given, frame_ids, cell)], axis=1)
+            layout = np.concatenate([layout, pasted_references(data, idx, keep * present, frame_ids, cell)], axis=1)
         return v_loss(dit, schedule, x0, noise, t, ref, keep, emb, mask,
                       jt.array(np.ascontiguousarray(weights)), layout)
 
@@ -392,12 +392,8 @@ def pasted_references(data: dict, idx: np.ndarray, given: np.ndarray, frame_ids:
     zeros where `given` (n,) is 0."""
     refs = data["references"][idx][:, :, 0]                                  # (n, c, h, w)
     grid, c = refs.shape[-1], refs.shape[1]
-    rows = []
-    for i, row in enumerate(idx):
-        reference = refs[i] if given[i] else None
-        window, drawn = reference_window(reference, data["params"][row].track, cell, grid, frame_ids[i], c)
-        rows.append(np.concatenate([window[None], drawn], axis=0))
-    return np.stack(rows)
+    return np.stack([reference_window(refs[i] if given[i] else None, data["params"][row].track, cell, grid,
+                                      frame_ids[i], c) for i, row in enumerate(idx)])
 
 
 def adopt_vae(preset: Preset, out: Path, checkpoint: Path) -> None:

@@ -93,4 +93,3 @@ def clip_noise(normal: Callable[[tuple[int, ...]], Any], shape: Sequence[int], s
         return own
     common = normal(tuple(shape[:-3]) + (1,) + tuple(shape[-2:]))
     return own * (1.0 - shared) ** 0.5 + common * shared ** 0.5
-

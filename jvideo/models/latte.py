@@ -30,8 +30,9 @@ its own scale, shift and gate as a function of timestep, pooled caption and fram
 together: "frame 12 of a clip that moves left" can select different channels from frame 2,
 where the plain model modulates every frame alike and must find the frame in the tokens.
 
-With `layout_conditioning` (also jvideo's) each frame also takes a layout (B, 2, T, H, W) on the
-latent grid: where the subject is (channel 0) and whether a layout is given at all (channel 1).
+With `layout_conditioning` (also jvideo's) each frame also takes a layout (B, layout_channels, T,
+H, W) on the latent grid: where the subject is (channel 0), whether a layout is given at all
+(channel 1), and optionally more (jvideo.generation.layout draws the identity reference there).
 Its patches are embedded by a convolution of the patch's size, zero at the start as ControlNet's
 zero convolutions are, and added to the frame's tokens, so the model starts as the plain one and
 learns to draw the subject where the layout puts it (jvideo.generation.layout).
@@ -267,7 +268,7 @@ class Latte(nn.Module):
                 enable_temporal: bool = True, reference: jt.Var | None = None,
                 reference_mask: jt.Var | None = None, layout: jt.Var | None = None) -> jt.Var:
         """reference (B, C, H, W) and reference_mask (B,): see reference_context; layout
-        (B, 2, T, H, W), aligned with x's frames: see layout_tokens."""
+        (B, layout_channels, T, H, W), aligned with x's frames: see layout_tokens."""
         b, _, frames, h, w = x.shape
         p, d = self.config.patch_size, self.config.hidden_size
         if enable_temporal and frames > self.config.video_length:
