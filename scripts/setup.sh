@@ -39,6 +39,11 @@ VPY="$VENV/bin/python"
 # torch first and pinned: the CPU wheel lies on disk; an unpinned torch would download a CUDA build.
 "$VPY" -m pip install -q "torch==2.13.0"
 "$VPY" -m pip install -q -e ".[test]"
+# Hugging Face's `kernels` (pulled in by transformers 5.25+, installed here by an earlier set-up)
+# is shadowed by this project's `kernels` package and breaks transformers' import: remove it.
+if [[ "$("$VPY" -m pip show kernels 2>/dev/null)" == *"Summary: Download compute kernels"* ]]; then
+    "$VPY" -m pip uninstall -q -y kernels
+fi
 
 step "oneDNN for Jittor"
 "$VPY" -m kernels.runtime prepare-onednn
