@@ -511,6 +511,20 @@ def detect(frames: np.ndarray) -> Detection:
     return det
 
 
+def read_lighting(frames: np.ndarray) -> str:
+    """(T, H, W, 3) or (H, W, 3) uint8 -> the nearest catalogue lighting of its background."""
+    frames = np.asarray(frames, np.float32)
+    smooth = _smooth(frames if frames.ndim == 4 else frames[None])
+    return classify_background(estimate_background(smooth))[2]
+
+
+def object_mask(image: np.ndarray) -> np.ndarray | None:
+    """(H, W, 3) uint8 -> (H, W) bool: the image's main object, or None when there is none."""
+    smooth = _smooth(image.astype(np.float32)[None])
+    mask = object_masks(smooth, estimate_background(smooth))[0]
+    return mask if mask.sum() >= MIN_OBJECT_PX else None
+
+
 def object_crop(image: np.ndarray, margin: float = 0.15, min_side: int = 24) -> np.ndarray:
     """An identity reference (H, W, 3) uint8 -> (H, W, 3) uint8: a square around its detected
     object (the object's extent plus `margin` of it on each side, at least `min_side` pixels)
@@ -522,9 +536,8 @@ def object_crop(image: np.ndarray, margin: float = 0.15, min_side: int = 24) -> 
     the same way.
     """
     from PIL import Image
-    smooth = _smooth(image.astype(np.float32)[None])
-    mask = object_masks(smooth, estimate_background(smooth))[0]
-    if mask.sum() < MIN_OBJECT_PX:
+    mask = object_mask(image)
+    if mask is None:
         return image
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
