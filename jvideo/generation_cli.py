@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from jvideo.errors import JVideoError
-from jvideo.generation.presets import SHIPPED_CHECKPOINT
+from jvideo.generation.presets import IDENTITY_HOLD, SHIPPED_CHECKPOINT
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise JVideoError(f"{out.parent}: output folder does not exist")
     preset = checkpoint_preset(args.checkpoint)
-    check_request(preset, args.prompt, args.frames or preset.frames, args.steps, args.cfg, args.ref_cfg)
+    check_request(preset, args.prompt, args.frames or preset.frames, args.steps, args.cfg, args.ref_cfg, args.hold)
     check_sampling(preset, args.frames, "generating with this checkpoint")
     from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
     from jvideo.generation.sample import Generator
@@ -59,7 +59,7 @@ def run_generate(args: argparse.Namespace) -> int:
     reference = load_reference(args.identity, gen.preset.size) if args.identity else None
     start = time.time()
     frames = gen.generate(args.prompt, reference, seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg,
-                          ref_cfg=args.ref_cfg)
+                          ref_cfg=args.ref_cfg, hold=args.hold)
     seconds = time.time() - start
     write_mp4(frames, out)
     strip = out.with_suffix(".png")
@@ -77,7 +77,7 @@ def run_generate_batch(args: argparse.Namespace) -> int:
     from jvideo.generation.batch import run_prompts_file
     summary = run_prompts_file(args.checkpoint, Path(args.prompts), Path(args.out_dir), identity=args.identity,
                                seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg,
-                               ref_cfg=args.ref_cfg)
+                               ref_cfg=args.ref_cfg, hold=args.hold)
     from jvideo import distributed as dist
     if dist.is_main():
         ranks = f" on {summary['ranks']} ranks" if summary["ranks"] > 1 else ""
@@ -97,14 +97,14 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.identity_shots is not None and not 1 <= args.identity_shots <= 1000:
         raise JVideoError("--identity-shots must be between 1 and 1000")
     preset = checkpoint_preset(args.checkpoint)
-    check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg, args.ref_cfg)
+    check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg, args.ref_cfg, args.hold)
     check_sampling(preset, None, "evaluating this checkpoint")
     from jvideo.generation.evaluate import contact_sheet, evaluate
     from jvideo.generation.sample import Generator
     from jvideo.generation.state import write_json
     gen = Generator.load(args.checkpoint)
     report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg, ref_cfg=args.ref_cfg,
-                      shots_per_character=args.identity_shots)
+                      shots_per_character=args.identity_shots, hold=args.hold)
     data = report.to_dict()
     samples = data.pop("samples")
     print(json.dumps(data, indent=2))
@@ -117,6 +117,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 REF_CFG_HELP = ("reference guidance with --identity: above 1 also steers away from the shot the text alone "
                 "would give (one more model pass a step); 1: off")
+HOLD_HELP = ("with --identity: fraction of the steps the reference's cut-out is held on the planned track in a "
+             "second pass (reference inpainting, layout checkpoints only); 0: off, the learnt reference path alone")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -155,6 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--steps", type=int, default=25, help="DDIM steps")
     g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
     g.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
+    g.add_argument("--hold", type=float, default=IDENTITY_HOLD, help=HOLD_HELP)
     g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v15)")
     g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
@@ -166,6 +169,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--steps", type=int, default=25)
     e.add_argument("--cfg", type=float, default=4.0)
     e.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
+    e.add_argument("--hold", type=float, default=IDENTITY_HOLD, help=HOLD_HELP)
     e.add_argument("--identity-shots", type=int, default=None, metavar="K",
                    help="identity shots per cast member, each with and without the reference "
                         "(default: n / 32, at least 1)")

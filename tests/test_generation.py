@@ -105,6 +105,7 @@ def test_generate_command_writes_mp4_and_strip(checkpoint, tmp_path):
     (["x" * 1001, "--steps", "2"], "at most 1000"),
     (["a red circle", "--frames", "99"], "--frames must be"),
     (["a red circle", "--identity", "NOFILE.png"], "reference image not found"),
+    (["a red circle", "--hold", "1.5"], "--hold must be between 0 and 1"),
 ])
 def test_generate_bad_input_is_one_line(checkpoint, tmp_path, capsys, args, message):
     rc = cli.main(["generate", *args, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.mp4")])

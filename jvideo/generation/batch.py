@@ -21,7 +21,7 @@ from kernels import runtime
 
 def generate_shots(generator, prompts: list[str], references: list[np.ndarray | None], seeds: list[int],
                    frames: int | None = None, steps: int = 25, cfg: float = 4.0,
-                   progress: bool = True, ref_cfg: float = 1.0) -> list[np.ndarray]:
+                   progress: bool = True, ref_cfg: float = 1.0, hold: float = 0.0) -> list[np.ndarray]:
     """Generate one shot per prompt -> list of (T, H, W, 3) uint8, in the order of `prompts`.
 
     references[i]: (H, W, 3) uint8 identity reference of shot i, or None (text only).
@@ -37,7 +37,7 @@ def generate_shots(generator, prompts: list[str], references: list[np.ndarray | 
     size = generator.preset.size
     # Check every request on every rank first: a bad prompt fails the job before any work.
     for i, (prompt, ref) in enumerate(zip(prompts, references)):
-        generator.check_request(prompt, frames, steps, cfg, ref_cfg)
+        generator.check_request(prompt, frames, steps, cfg, ref_cfg, hold)
         if ref is not None and (ref.dtype != np.uint8 or ref.shape != (size, size, 3)):
             raise JVideoError(f"shot {i}: the reference must be ({size}, {size}, 3) uint8, got {ref.shape} {ref.dtype}")
     world = dist.world()
@@ -49,7 +49,7 @@ def generate_shots(generator, prompts: list[str], references: list[np.ndarray | 
         for i in range(start, stop):
             runtime.raise_if_interrupted()
             mine.append(generator.generate(prompts[i], references[i], seed=int(seeds[i]), frames=frames,
-                                           steps=steps, cfg=cfg, ref_cfg=ref_cfg))
+                                           steps=steps, cfg=cfg, ref_cfg=ref_cfg, hold=hold))
             bar.update(1)
     except Exception as err:  # reported on every rank below; a lone raise would hang the others
         if not world.distributed:
@@ -122,7 +122,7 @@ def write_shots(out_dir: Path, lines: list[PromptLine], shots: list[np.ndarray],
 
 def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, identity: str | None = None,
                      seed: int = 0, frames: int | None = None, steps: int = 25, cfg: float = 4.0,
-                     ref_cfg: float = 1.0) -> dict:
+                     ref_cfg: float = 1.0, hold: float = 0.0) -> dict:
     """Generate every prompt of a file; rank 0 writes the shots. Returns a summary (all ranks)."""
     lines = read_prompts(prompts_file)
     out_dir = Path(out_dir)
@@ -135,17 +135,18 @@ def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, 
     seeds = [seed + pl.line - 1 for pl in lines]   # base seed + line index
     for pl in lines:   # name the line of a bad prompt (generate_shots checks again, by index)
         try:
-            gen.check_request(pl.prompt, frames or gen.preset.frames, steps, cfg, ref_cfg)
+            gen.check_request(pl.prompt, frames or gen.preset.frames, steps, cfg, ref_cfg, hold)
         except JVideoError as err:
             raise JVideoError(f"{prompts_file} line {pl.line}: {err}") from None
     world = dist.world()
     start = time.time()
     shots = generate_shots(gen, [pl.prompt for pl in lines], [reference] * len(lines), seeds,
-                           frames=frames, steps=steps, cfg=cfg, ref_cfg=ref_cfg)
+                           frames=frames, steps=steps, cfg=cfg, ref_cfg=ref_cfg, hold=hold)
     seconds = time.time() - start
     if world.is_main:
         settings = {"checkpoint": str(checkpoint), "identity": identity, "base_seed": seed,
-                    "frames": frames or gen.preset.frames, "steps": steps, "cfg": cfg, "ref_cfg": ref_cfg}
+                    "frames": frames or gen.preset.frames, "steps": steps, "cfg": cfg, "ref_cfg": ref_cfg,
+                    "hold": hold}
         write_shots(out_dir, lines, shots, seeds, settings)
     dist.barrier()  # no rank reports success before the files exist
     return {"shots": len(shots), "seconds": seconds, "ranks": world.size, "out_dir": str(out_dir)}

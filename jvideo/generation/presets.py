@@ -11,6 +11,9 @@ from jvideo.errors import JVideoError
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 # The one every command uses by default (generate, eval, film, studio, bench).
 SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny-v15"
+# Fraction of the sampling steps an identity reference's cut-out is held on the planned track
+# (`--hold`, generation/inpaint.py; README, "Generation", item 24).
+IDENTITY_HOLD = 1.0
 
 
 @dataclass

@@ -9,8 +9,10 @@ import numpy as np
 from jvideo.errors import JVideoError
 from kernels import runtime
 
-from .conditioning import TextConditioner, layout_kwargs, reference_kwargs, reference_latents, tensor_to_frames
-from .layout import plan_layout
+from .conditioning import (TextConditioner, frames_to_tensor, layout_kwargs, reference_kwargs, reference_latents,
+                           tensor_to_frames)
+from .inpaint import clean_plate, cut_out, latent_mask, paste_along_track
+from .layout import plan_layout, plan_track
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
 from .world_model import clip_noise, diffusion_schedule, dit_config
@@ -27,6 +29,17 @@ def check_layout(preset: Preset, config, folder: Path) -> None:
         raise JVideoError(f"{folder}: preset.json and dit/config.json disagree on the layout input "
                           f"(preset: {expected.layout_channels if expected.layout_conditioning else 'none'}, "
                           f"DiT: {config.layout_channels if config.layout_conditioning else 'none'})")
+
+
+@dataclass
+class Conditioning:
+    """The DiT's inputs besides x and t for every guidance branch, stacked on the batch axis:
+    (caption, reference), (no caption, reference)[, (caption, no reference)]."""
+    branches: int
+    refs: object            # (branches * B, c, 1, s, s) reference latents, zero where none
+    emb: object             # (branches * B, L, 384) caption tokens
+    mask: object            # (branches * B, L) their key mask
+    kwargs: dict            # reference tokens and layout, where the DiT takes them
 
 
 @dataclass
@@ -48,14 +61,15 @@ class Generator:
         check_layout(preset, dit.config, folder)
         return cls(preset, vae, dit, TextConditioner(preset.text_tokens, word_tokens=preset.word_tokens))
 
-    def check_request(self, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0) -> None:
-        check_request(self.preset, prompt, frames, steps, cfg, ref_cfg)
+    def check_request(self, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0,
+                      hold: float = 0.0) -> None:
+        check_request(self.preset, prompt, frames, steps, cfg, ref_cfg, hold)
 
     def generate(self, prompt: str, reference: np.ndarray | None = None, seed: int = 0, frames: int | None = None,
-                 steps: int = 25, cfg: float = 4.0, ref_cfg: float = 1.0) -> np.ndarray:
+                 steps: int = 25, cfg: float = 4.0, ref_cfg: float = 1.0, hold: float = 0.0) -> np.ndarray:
         """-> frames (T, H, W, 3) uint8. The same arguments give the same frames."""
         return self.generate_batch([prompt], None if reference is None else reference[None], [seed],
-                                   frames, steps, cfg, ref_cfg)[0]
+                                   frames, steps, cfg, ref_cfg, hold)[0]
 
     def layouts(self, prompts: list[str], seeds: list[int], frames: int,
                 references: np.ndarray | None = None) -> np.ndarray | None:
@@ -72,7 +86,7 @@ class Generator:
 
     def generate_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
                        frames: int | None = None, steps: int = 25, cfg: float = 4.0,
-                       ref_cfg: float = 1.0) -> np.ndarray:
+                       ref_cfg: float = 1.0, hold: float = 0.0) -> np.ndarray:
         """prompts (B,), references (B, H, W, 3) uint8 or None -> (B, T, H, W, 3) uint8.
 
         Classifier-free guidance on the text: the unconditional branch keeps the reference and
@@ -81,43 +95,98 @@ class Generator:
         caption, and guidance also pushes away from it (the model learnt both, reference_dropout):
             cond + (cfg - 1)(cond - no_text) + (ref_cfg - 1)(cond - no_reference).
         A layout-conditioned DiT (DiTPreset.layout) gets each prompt's planned layout
-        (generation/layout.py, from the prompt and the seed) in every branch.
+        (generation/layout.py, from the prompt and the seed) in every branch. With references,
+        a layout and hold > 0, a second pass holds each reference's cut-out on the planned track
+        for that fraction of the steps (generation/inpaint.py).
         """
         frames = frames or self.preset.frames
         for p in prompts:
-            self.check_request(p, frames, steps, cfg, ref_cfg)
-        b = len(prompts)
-        schedule = diffusion_schedule(self.preset)
+            self.check_request(p, frames, steps, cfg, ref_cfg, hold)
         c, s = self.preset.vae.latent_channels, self.preset.latent_size
         shared = self.preset.dit.shared_noise
         noise = np.stack([clip_noise(np.random.default_rng(seed).standard_normal, (c, frames, s, s), shared)
-                          for seed in seeds])
-        x = jt.array(noise.astype(np.float32))
-        # Branches: (caption, reference), (no caption, reference)[, (caption, no reference)].
-        branches = 3 if references is not None and ref_cfg != 1.0 else 2
+                          for seed in seeds]).astype(np.float32)
         with jt.no_grad():
-            ref = reference_latents(self.vae, references, np.ones(b, bool), batch=b,
-                                    crop=self.preset.dit.reference_crop)   # (B, c, 1, s, s)
-            emb, mask = self.text.encode(list(prompts) + [""] * b + list(prompts) * (branches - 2))
-            has_ref = np.repeat(np.array([1, 1, 0][:branches], np.float32) * (references is not None), b)
-            refs = jt.concat([ref] * branches, dim=0) * jt.array(has_ref).reshape((-1, 1, 1, 1, 1))
-            ref_tokens = reference_kwargs(self.dit, refs, has_ref)
-            with_ref = self.layouts(prompts, seeds, frames, None if references is None else ref.numpy()[:, :, 0])
-            if with_ref is not None and branches == 3:   # the third branch has no reference
-                with_ref = np.concatenate([with_ref, with_ref, self.layouts(prompts, seeds, frames)])
-            elif with_ref is not None:
-                with_ref = np.concatenate([with_ref] * branches)
-            layout = layout_kwargs(self.dit, with_ref, branches * b, frames, s)
-            for t in schedule.set_timesteps(steps):
-                x_in = jt.concat([x] * branches, dim=0)
-                tt = jt.array(np.full(branches * b, float(t), np.float32))
-                out = self.dit(jt.concat([refs, x_in], dim=2), tt, emb, mask, **ref_tokens, **layout)[:, :, 1:]
-                cond, no_text = out[:b], out[b:2 * b]
-                guided = no_text + cfg * (cond - no_text)   # = cond + (cfg - 1)(cond - no_text)
-                if branches == 3:
-                    guided = guided + (ref_cfg - 1.0) * (cond - out[2 * b:])
-                x = schedule.step(guided, int(t), x)
-            video = self.vae.decode(x / self.vae.scaling_factor)
+            condition = self._condition(prompts, references, seeds, frames, ref_cfg)
+            x = self._denoise(noise, condition, steps, cfg, ref_cfg)
+            video = tensor_to_frames(self.vae.decode(x / self.vae.scaling_factor))
+            if references is not None and hold > 0 and self.preset.dit.layout:
+                known, mask = self._pasted(video, references, prompts, seeds, frames)
+                x = self._denoise(noise, condition, steps, cfg, ref_cfg, known, mask, hold, seeds)
+                video = tensor_to_frames(self.vae.decode(x / self.vae.scaling_factor))
             jt.sync_all()
-        return tensor_to_frames(video)
+        return video
+
+    def _condition(self, prompts: list[str], references: np.ndarray | None, seeds: list[int], frames: int,
+                   ref_cfg: float) -> Conditioning:
+        """What every guidance branch of `prompts` is conditioned on (see Conditioning)."""
+        b, s = len(prompts), self.preset.latent_size
+        branches = 3 if references is not None and ref_cfg != 1.0 else 2
+        ref = reference_latents(self.vae, references, np.ones(b, bool), batch=b,
+                                crop=self.preset.dit.reference_crop)   # (B, c, 1, s, s)
+        emb, mask = self.text.encode(list(prompts) + [""] * b + list(prompts) * (branches - 2))
+        has_ref = np.repeat(np.array([1, 1, 0][:branches], np.float32) * (references is not None), b)
+        refs = jt.concat([ref] * branches, dim=0) * jt.array(has_ref).reshape((-1, 1, 1, 1, 1))
+        with_ref = self.layouts(prompts, seeds, frames, None if references is None else ref.numpy()[:, :, 0])
+        if with_ref is not None and branches == 3:   # the third branch has no reference
+            with_ref = np.concatenate([with_ref, with_ref, self.layouts(prompts, seeds, frames)])
+        elif with_ref is not None:
+            with_ref = np.concatenate([with_ref] * branches)
+        return Conditioning(branches, refs, emb, mask, {**reference_kwargs(self.dit, refs, has_ref),
+                                                        **layout_kwargs(self.dit, with_ref, branches * b, frames, s)})
+
+    def _denoise(self, noise: np.ndarray, condition: Conditioning, steps: int, cfg: float, ref_cfg: float,
+                 known: np.ndarray | None = None, mask: np.ndarray | None = None, hold: float = 0.0,
+                 seeds: list[int] | None = None):
+        """DDIM from noise (B, c, T, s, s) -> latents (B, c, T, s, s). With known latents and a
+        mask (B, 1, T, s, s), after each of the first round(hold * steps) steps the masked cells
+        are set to `known` noised to the new step's level (fresh noise drawn from the seeds)."""
+        schedule = diffusion_schedule(self.preset)
+        b, branches = len(noise), condition.branches
+        x = jt.array(noise)
+        timesteps = schedule.set_timesteps(steps)
+        held = round(hold * steps) if known is not None else 0
+        rngs = [np.random.default_rng([seed, 11]) for seed in seeds or []]
+        for i, t in enumerate(timesteps):
+            x_in = jt.concat([x] * branches, dim=0)
+            tt = jt.array(np.full(branches * b, float(t), np.float32))
+            out = self.dit(jt.concat([condition.refs, x_in], dim=2), tt, condition.emb, condition.mask,
+                           **condition.kwargs)[:, :, 1:]
+            cond, no_text = out[:b], out[b:2 * b]
+            guided = no_text + cfg * (cond - no_text)   # = cond + (cfg - 1)(cond - no_text)
+            if branches == 3:
+                guided = guided + (ref_cfg - 1.0) * (cond - out[2 * b:])
+            x = schedule.step(guided, int(t), x)
+            if i < held:
+                prev_t = int(t) - schedule.config.num_train_timesteps // steps
+                a = float(schedule.alphas_cumprod[prev_t]) if prev_t >= 0 else float(schedule.final_alpha_cumprod)
+                fresh = np.stack([r.standard_normal(known.shape[1:]) for r in rngs]).astype(np.float32)
+                noised = np.sqrt(a) * known + np.sqrt(1.0 - a) * fresh
+                keep = np.broadcast_to(1.0 - mask, known.shape).astype(np.float32)
+                x = jt.array(mask * noised) + jt.array(keep) * x
+        return x
+
+    def _pasted(self, video: np.ndarray, references: np.ndarray, prompts: list[str], seeds: list[int],
+                frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """First-pass frames (B, T, H, W, 3) with each reference's cut-out pasted on its prompt's
+        planned track, over a clean plate -> (known latents (B, c, T, s, s), mask (B, 1, T, s, s)
+        over the plate's disc and the cut-out); a reference with no detectable object leaves its
+        row unmasked."""
+        p = self.preset
+        cell = p.size // p.latent_size
+        known, masks = [], []
+        for row, reference, prompt, seed in zip(video, references, prompts, seeds):
+            cut = cut_out(reference)
+            if cut is None or not prompt.strip():
+                pasted, alpha = row, np.zeros(row.shape[:3], np.float32)
+            else:
+                track = plan_track(prompt, seed, frames, p.size, p.size)
+                plate, disc = clean_plate(row, track)
+                pasted, alpha = paste_along_track(plate, cut, track)
+                alpha = np.maximum(alpha, disc)
+            z = self.vae.encode(frames_to_tensor(pasted)).mode() * self.vae.scaling_factor   # (T, c, s, s)
+            known.append(z.numpy().transpose(1, 0, 2, 3))
+            masks.append(latent_mask(alpha, cell)[None])
+        return np.stack(known).astype(np.float32), np.stack(masks).astype(np.float32)
+
 
