@@ -35,6 +35,8 @@ def test_evaluation_reports_every_figure_and_the_vae_ceiling():
     # the reconstructions are what the VAE lets through.
     assert ceiling["colour_rendered"] == 1.0 and ceiling["shape_rendered"] == 1.0
     assert 0.0 <= ceiling["colour"] <= 1.0 and 0.0 <= ceiling["shape"] <= 1.0
+    assert ceiling["look_rendered"] == 1.0 and 0.0 <= ceiling["look"] <= 1.0
+    assert report["identity_hold"] == 0.0          # evaluate's default: the learnt path alone
     probe = report["direction_probe"]
     assert set(probe) == {"t=400", "t=700", "t=900", "t=990"}
     assert all(set(row) == {"true", "opposite", "no_caption"} and all(v > 0 for v in row.values())
@@ -72,3 +74,23 @@ def test_placement_cosines_tell_a_placed_object_from_a_smeared_one():
     assert placed["true_frame"] > 0.99 and placed["clip_average"] < 0.8 and placed["mirrored_frame"] < 0.5
     assert smeared["clip_average"] > 0.99 and smeared["true_frame"] < 0.8
     assert mirrored["mirrored_frame"] > 0.99 and mirrored["true_frame"] < 0.5
+
+
+def test_a_held_reference_keeps_the_look_and_hold_zero_is_the_first_pass():
+    """generate(hold=1) pastes Pip's cut-out on the planned track and samples again around it:
+    the detector reads Pip's look back in close-ups; hold=0 is the plain sample (no second
+    pass). (Pip: a look the 8x VAE carries; a star's points it often rounds off, README item 24.)"""
+    from jvideo.toyworld import character, detect, reference_frame
+    gen = Generator.load(SHIPPED_CHECKPOINT)
+    pip = character("Pip")
+    ref = reference_frame(np.random.default_rng(3), pip.look, 64)
+    prompt = "Pip moves to the right across the grass, close-up"
+    plain = gen.generate(prompt, ref, seed=5, steps=8, hold=0.0)
+    assert np.array_equal(plain, gen.generate(prompt, ref, seed=5, steps=8))
+    held = [gen.generate(prompt, ref, seed=seed, steps=8, hold=1.0) for seed in (5, 6, 7)]
+    assert not np.array_equal(held[0], plain)
+    detections = [detect(shot) for shot in held]
+    assert sum(d.matches(pip.look, ("shape", "primary", "secondary")) for d in detections) >= 2, \
+        [d.look() for d in detections]
+    assert not detect(plain).matches(pip.look, ("shape", "primary", "secondary"))
+    assert all(d.motion == "right" and d.background == "grass" for d in detections)

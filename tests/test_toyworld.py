@@ -222,3 +222,10 @@ def test_track_cover_is_the_object_mask():
     from jvideo.toyworld.render import object_mask, track_cover
     assert np.array_equal(object_mask(p, 4), track_cover(p.track, p.height, p.width, 4))
     assert np.array_equal(object_mask(p, 1, [0, 5]), track_cover(p.track, p.height, p.width, 1, [0, 5]))
+
+
+def test_with_camera_states_a_size_only_where_none_is_said():
+    from jvideo.toyworld.captions import read_caption, with_camera
+    framed = with_camera("Mira jumps on the sand", "medium")
+    assert read_caption(framed)["camera"] == "medium" and framed.startswith("Mira jumps on the sand")
+    assert with_camera("wide shot of Mira that jumps on the sand", "close-up") == "wide shot of Mira that jumps on the sand"

@@ -7,7 +7,9 @@ tested on rendered ground truth first.
   training): colour and shape (for prompts that state them), background, motion.
 * Identity consistency: for each cast character, shots with different actions and places,
   generated with a reference image of the character and without one (text only: the name says
-  nothing of the look, so this baseline should sit near chance). A shot matches when the
+  nothing of the look, so this baseline should sit near chance). Medium and close-up shots,
+  where a look is legible: a prompt that leaves the size unsaid gets it stated (`with_camera`), as a
+  layout model would otherwise plan a wide shot for a third of them. A shot matches when the
   detected shape, primary colour and secondary colour equal the reference's; each attribute is
   also reported on its own.
 * Temporal smoothness: mean absolute frame-to-frame change of generated clips next to that of
@@ -31,8 +33,9 @@ tested on rendered ground truth first.
   whether it follows the planned direction, and the attribute reference is what a perfectly
   followed plan gives (the plan knows the direction, not the clip's own track).
 * The VAE's ceiling: the same detector on VAE reconstructions of rendered clips (medium and
-  close-up). No sample can show an object better than the VAE decodes it, so when this is low
-  the VAE, not the DiT, limits colour and shape.
+  close-up), and the cast's whole look on reconstructions of rendered cast clips. No sample can
+  show an object better than the VAE decodes it, so when this is low the VAE, not the DiT,
+  limits colour, shape and identity.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from jvideo.toyworld.captions import caption
+from jvideo.toyworld.captions import caption, with_camera
 from jvideo.toyworld.dataset import reference_frame, sample_clip_params
 from jvideo.toyworld.detector import detect
 from jvideo.toyworld.render import render_clip, sample_params
@@ -68,6 +71,7 @@ class EvalReport:
     placement_probe: dict[str, dict[str, float]]
     placement_references: dict[str, dict[str, float]]
     seconds: float
+    identity_hold: float = 0.0          # --hold of the shots made with a reference
     samples: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -107,7 +111,7 @@ def text_trials(gen, n: int, seed: int, steps: int, cfg: float) -> tuple[dict[st
 
 
 def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: float,
-                    ref_cfg: float = 1.0) -> tuple[float, float, int, list[dict], dict[str, dict[str, float]]]:
+                    ref_cfg: float = 1.0, hold: float = 0.0) -> tuple[float, float, int, list[dict], dict[str, dict[str, float]]]:
     """Fraction of shots whose detected (shape, primary, secondary) equals the character's."""
     rng = np.random.default_rng(seed + 1)
     with_ref, text_only, samples = [], [], []
@@ -123,9 +127,10 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
                 params = sample_params(rng, look=c.look, name=c.name, motion=str(rng.choice(MOVING)),
                                        camera=str(rng.choice(["medium", "close-up"])),
                                        frames=gen.preset.frames, size=gen.preset.size)
-                prompt = caption(params, rng, "heldout")
+                # the size stated: unstated, a layout model plans a third of them wide
+                prompt = with_camera(caption(params, rng, "heldout"), params.camera)
                 shot_seed = seed * 7919 + k
-                a = gen.generate(prompt, ref, seed=shot_seed, steps=steps, cfg=cfg, ref_cfg=ref_cfg)
+                a = gen.generate(prompt, ref, seed=shot_seed, steps=steps, cfg=cfg, ref_cfg=ref_cfg, hold=hold)
                 b = gen.generate(prompt, None, seed=shot_seed, steps=steps, cfg=cfg)
                 da, db = detect(a), detect(b)
                 with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
@@ -147,24 +152,37 @@ def chance_of_look() -> float:
 
 def vae_ceiling(gen, n: int, seed: int) -> dict[str, float]:
     """Detector accuracy (colour, shape) on VAE reconstructions of `n` rendered medium and
-    close-up clips, next to the same on the rendered clips themselves."""
+    close-up clips, next to the same on the rendered clips themselves; and the whole look
+    (shape, primary, secondary: "look") of the cast, moving, in n // 8 clips per member (at
+    least 1): the most an identity shot can show through this VAE."""
     from kernels import runtime
 
     from .conditioning import frames_to_tensor, tensor_to_frames
     jt = runtime.import_jittor()
     rng = np.random.default_rng(seed + 7)
-    size, hits = gen.preset.size, {"colour": [], "shape": [], "colour_rendered": [], "shape_rendered": []}
+    size = gen.preset.size
+
+    def roundtrip(clip: np.ndarray) -> np.ndarray:
+        with jt.no_grad():
+            return tensor_to_frames(gen.vae.decode(gen.vae.encode(frames_to_tensor(clip)).mode())[None]
+                                    .transpose(0, 2, 1, 3, 4))[0]
+
+    hits = {k + tag: [] for k in ("colour", "shape", "look") for tag in ("", "_rendered")}
     for _ in range(n):
         params = sample_clip_params(rng, "train", frames=4, size=size, p_character=0.0,
                                     camera=str(rng.choice(["medium", "close-up"])))
         clip = render_clip(params)
-        with jt.no_grad():
-            rec = tensor_to_frames(gen.vae.decode(gen.vae.encode(frames_to_tensor(clip)).mode())[None]
-                                   .transpose(0, 2, 1, 3, 4))[0]
-        for tag, frames in (("", rec), ("_rendered", clip)):
+        for tag, frames in (("", roundtrip(clip)), ("_rendered", clip)):
             det = detect(frames)
             hits["colour" + tag].append(det.primary == params.look.primary)
             hits["shape" + tag].append(det.shape == params.look.shape)
+    for member in CAST:
+        for _ in range(max(1, n // 8)):
+            params = sample_params(rng, look=member.look, name=member.name, motion=str(rng.choice(MOVING)),
+                                   camera=str(rng.choice(["medium", "close-up"])), frames=8, size=size)
+            clip = render_clip(params)
+            for tag, frames in (("", roundtrip(clip)), ("_rendered", clip)):
+                hits["look" + tag].append(detect(frames).matches(member.look, LOOK_ATTRIBUTES))
     return {k: float(np.mean(v)) for k, v in hits.items()}
 
 
@@ -357,13 +375,13 @@ def placement_references(gen, clips: ProbeClips, seed: int, renders: int = 4) ->
 
 
 def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
-             shots_per_character: int | None = None, ref_cfg: float = 1.0) -> EvalReport:
+             shots_per_character: int | None = None, ref_cfg: float = 1.0, hold: float = 0.0) -> EvalReport:
     """Every figure of the module docstring; `ref_cfg` (reference guidance) only changes the
     identity shots made with a reference."""
     start = time.time()
     text_acc, text_samples, smooth_gen, smooth_ref = text_trials(gen, n, seed, steps, cfg)
     per_char = shots_per_character or max(1, n // (4 * len(CAST)))
-    id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg, ref_cfg)
+    id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg, ref_cfg, hold)
     with _progress(None, "VAE ceiling and probes", "stage", total=4) as bar:
         ceiling = vae_ceiling(gen, max(8, n // 2), seed)
         clips = probe_clips(gen, n, seed)
@@ -376,7 +394,7 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
         bar.update()
     return EvalReport(n, text_acc, n_id, id_ref, id_text, chance_of_look(), id_attr, float(np.mean(smooth_gen)),
                       float(np.mean(smooth_ref)), ceiling, probe, placement, references, time.time() - start,
-                      text_samples[:8] + id_samples[:8])
+                      hold, text_samples[:8] + id_samples[:8])
 
 
 def contact_sheet(samples: list[dict], path, frames_shown: int = 6) -> None:

@@ -119,6 +119,11 @@ def caption(params: ClipParams, rng: np.random.Generator, split: str = "train") 
     return text
 
 
+def with_camera(text: str, camera: str) -> str:
+    """`text` with a shot size stated (the held-out phrase of `camera`) where it states none."""
+    return text if "camera" in read_caption(text) else f"{text}, {CAMERA_PHRASES[camera][1][0]}"
+
+
 def tags(params: ClipParams) -> list[str]:
     """Search tags for a clip: every ground-truth attribute as a word."""
     look = params.look
