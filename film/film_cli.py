@@ -8,6 +8,8 @@ from pathlib import Path
 
 from montage.montage_cli import size_arg
 
+from jvideo.generation.presets import IDENTITY_HOLD
+
 from .pipeline import GENERATE_BELOW, FilmRequest, make_film
 
 
@@ -42,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="base seed of generated shots")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps per generated shot")
     p.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument("--hold", type=float, default=IDENTITY_HOLD,
+                   help="share of the steps a character's reference cut-out is held on its planned track "
+                        f"(reference inpainting; 0: the learnt reference path alone; default {IDENTITY_HOLD})")
     p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                    help="segments encoded at once")
     p.set_defaults(func=run)
@@ -52,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                       checkpoint=args.checkpoint, shot_cache=args.shot_cache, aspect=args.aspect,
                       size=args.size, pace=args.pace, transition=args.transition, narrate=args.narrate,
                       subtitles=not args.no_burn, threshold=args.threshold, seed=args.seed,
-                      steps=args.steps, cfg=args.cfg, workers=args.workers, progress=sys.stderr.isatty())
+                      steps=args.steps, cfg=args.cfg, hold=args.hold, workers=args.workers,
+                      progress=sys.stderr.isatty())
     res = make_film(req)
     if res is None:                      # an MPI rank other than 0: it helped generate
         return 0

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jvideo.generation.presets import IDENTITY_HOLD
+from jvideo.toyworld.captions import with_camera
+
 from .errors import FilmError
 from .script import CastMember, Script, ScriptUnit, read_script
 
@@ -35,6 +38,8 @@ GENERATED_ID_BASE = 1 << 40
 # shot, the library is said to lack the shot: `jvideo bench film-threshold` measured 0.87 as the
 # best separation on the toy world (README, "Film").
 GENERATE_BELOW = 0.87
+# Shot size asked for a character's generated shot whose text states none (README, Film).
+CHARACTER_FRAMING = "medium"
 GENERATED_FPS = 8
 CACHE_SUFFIX = ".film-cache"
 
@@ -57,6 +62,7 @@ class FilmRequest:
     seed: int = 0
     steps: int = 25
     cfg: float = 4.0
+    hold: float = IDENTITY_HOLD           # a character's cut-out held for this share of the steps
     fps: float = 24.0
     workers: int = 2
     progress: bool = False
@@ -74,6 +80,8 @@ class FilmRequest:
             raise FilmError("--steps must be between 1 and 1000")
         if not 0.0 <= self.cfg <= 50.0:
             raise FilmError("--cfg must be between 0 and 50")
+        if not 0.0 <= self.hold <= 1.0:
+            raise FilmError("--hold must be between 0 and 1")
         if not -2**31 < self.seed < 2**31:
             raise FilmError("--seed must fit in 32 bits")
 
@@ -93,6 +101,7 @@ class Provenance:
     seed: int | None = None
     identity: str | None = None     # the character whose reference conditioned the shot
     shot_key: str | None = None
+    prompt: str | None = None       # what the generator was asked (the visual, framed)
 
 
 @dataclass
@@ -399,15 +408,18 @@ def generate_missing(todo: list[Provenance], refs: dict[str, np.ndarray], gen: L
         ref = refs.get(ref_name) if ref_name else None
         p.identity = next((c for c in p.characters if c.lower() == ref_name), None)
         p.seed = shot_seed(req.seed, p.visual, p.identity)
+        # A character's shot is framed where the look is legible, unless its text says otherwise:
+        # the layout planner would draw an unsaid size at random, a third of them wide.
+        p.prompt = with_camera(p.visual, CHARACTER_FRAMING) if ref is not None else p.visual
         ref_digest = hashlib.sha1(ref.tobytes()).hexdigest() if ref is not None else "none"
-        raw = f"{p.visual}\0{p.seed}\0{ref_digest}\0{gen.digest}\0{req.steps}\0{req.cfg}"
+        raw = f"{p.prompt}\0{p.seed}\0{ref_digest}\0{gen.digest}\0{req.steps}\0{req.cfg}\0{req.hold}"
         p.shot_key = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:20]
         jobs.append((p, ref, videos / f"{p.shot_key}.mp4"))
     missing = [(p, ref, mp4) for p, ref, mp4 in jobs if not (mp4.is_file() and mp4.with_suffix(".npy").is_file())]
     fresh: dict[int, np.ndarray] = {}
     if missing:
         with stages("generate"):
-            frames = sample_shots(g, [p.visual for p, _, _ in missing], [r for _, r, _ in missing],
+            frames = sample_shots(g, [p.prompt for p, _, _ in missing], [r for _, r, _ in missing],
                                   [p.seed for p, _, _ in missing], req)
             from jvideo.generation.state import atomic_write, save_npy
             for (p, _, mp4), f in zip(missing, frames):
@@ -460,7 +472,7 @@ def sample_shots(generator, prompts: list[str], references: list, seeds: list[in
         _CHANNEL.send(prompts, references, seeds)
         dist.fail_together(None)          # rank 0's generator is loaded; the helpers say theirs
     return generate_shots(generator, prompts, references, seeds, steps=req.steps, cfg=req.cfg,
-                          progress=req.progress)
+                          progress=req.progress, hold=req.hold)
 
 
 def help_generate(req: FilmRequest) -> None:
@@ -476,7 +488,8 @@ def help_generate(req: FilmRequest) -> None:
         refs.append(next(it) if has else None)
     gen = LazyGenerator(req.checkpoint)
     dist.fail_together(None if gen.get() is not None else f"rank {dist.world().rank}: {gen.error}")
-    generate_shots(gen.get(), jobs["prompts"], refs, jobs["seeds"], steps=req.steps, cfg=req.cfg, progress=False)
+    generate_shots(gen.get(), jobs["prompts"], refs, jobs["seeds"], steps=req.steps, cfg=req.cfg, progress=False,
+                   hold=req.hold)
 
 
 def register_generated(cache: Path, shots: list, vectors: np.ndarray) -> int:

@@ -69,7 +69,7 @@ def film_json(script: Script, plan: Plan, prov: list, warnings: list[str], req, 
     """The plan JSON: the montage plan plus, per unit, where its picture comes from."""
     cast = {m.name: {"reference": str(m.reference) if m.reference else None, "description": m.description}
             for m in script.cast.values()}
-    gen = {"mode": req.generate, "threshold": req.threshold, "steps": req.steps, "cfg": req.cfg,
+    gen = {"mode": req.generate, "threshold": req.threshold, "steps": req.steps, "cfg": req.cfg, "hold": req.hold,
            "seed": req.seed, "checkpoint": str(generator.folder) if generator else None,
            "checkpoint_digest": generator.digest if generator else None,
            "available": bool(generator and generator.error is None and generator.digest)}
