@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from jvideo.generation.sample import Generator
     gen = Generator.load(args.checkpoint)
     reference = load_reference(args.identity, gen.preset.size) if args.identity else None
+    if reference is not None and args.hold > 0 and not gen.preset.dit.layout:
+        print(f"note: --hold needs a layout checkpoint; {gen.preset.name} samples with the learnt reference "
+              "path alone", file=sys.stderr)
     start = time.time()
     frames = gen.generate(args.prompt, reference, seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg,
                           ref_cfg=args.ref_cfg, hold=args.hold)

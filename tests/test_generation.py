@@ -86,13 +86,14 @@ def test_same_seed_same_shot_and_reference_changes_it(checkpoint, tmp_path):
     assert not np.array_equal(a, d)
 
 
-def test_generate_command_writes_mp4_and_strip(checkpoint, tmp_path):
+def test_generate_command_writes_mp4_and_strip(checkpoint, tmp_path, capsys):
     ref = tmp_path / "ref.png"
     Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(ref)
     out = tmp_path / "shot.mp4"
     rc = cli.main(["generate", "Mira jumps on the sand", "--identity", str(ref), "--seed", "1", "--steps", "2",
                    "--checkpoint", str(checkpoint), "--out", str(out)])
     assert rc == 0
+    assert "--hold needs a layout checkpoint" in capsys.readouterr().err   # the test preset has no layout
     probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
                             "stream=nb_read_frames,width", "-of", "json", str(out)], capture_output=True, text=True)
     stream = json.loads(probe.stdout)["streams"][0]
