@@ -332,3 +332,10 @@ def test_described_character_gets_one_generated_reference(tmp_path, capsys):
     code, out, err = run_cli(argv, capsys)           # the second film reuses reference and shots
     assert code == 0 and "2 generated (2 from the shot cache)" in out
     assert list((tmp_path / "shots" / "references").glob("*.png")) == refs
+
+
+def test_film_request_refuses_a_hold_outside_zero_to_one(tmp_path):
+    for hold in (-0.1, 1.5):
+        with pytest.raises(FilmError, match="--hold must be between 0 and 1"):
+            FilmRequest(script=tmp_path / "s.txt", out=tmp_path / "f.mp4", hold=hold)
+    assert FilmRequest(script=tmp_path / "s.txt", out=tmp_path / "f.mp4").hold == 1.0   # held by default
