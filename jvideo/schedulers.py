@@ -168,6 +168,12 @@ class DDIMScheduler(NoiseSchedule):
         self.timesteps = ts
         return ts
 
+    def previous_alpha_cumprod(self, timestep: int) -> np.float32:
+        """Cumulative alpha of the level a step from `timestep` lands on (1 or alphas_cumprod[0]
+        past the last step, per set_alpha_to_one)."""
+        prev_t = int(timestep) - self.config.num_train_timesteps // self.num_inference_steps
+        return self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
+
     def step(self, model_output: Any, timestep: int, sample: Any, eta: float = 0.0,
              variance_noise: Any = None) -> Any:
         """x_t -> x_{t-1}. Returns the previous sample; `self.pred_original_sample` keeps x0."""
@@ -175,9 +181,8 @@ class DDIMScheduler(NoiseSchedule):
             raise JVideoError("call set_timesteps before step")
         cfg = self.config
         t = int(timestep)
-        prev_t = t - cfg.num_train_timesteps // self.num_inference_steps
         a_t = self.alphas_cumprod[t]
-        a_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
+        a_prev = self.previous_alpha_cumprod(t)
         b_t = np.float32(1) - a_t
         sa, sb = float(np.sqrt(a_t)), float(np.sqrt(b_t))
         if cfg.prediction_type == "epsilon":

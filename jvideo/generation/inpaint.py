@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jvideo.toyworld import object_mask, read_lighting
-from jvideo.toyworld.render import Track
+from jvideo.toyworld.render import Track, apply_lighting
 from jvideo.toyworld.world import LIGHTING_TINT
 
 
@@ -43,9 +43,8 @@ def regrade(rgb: np.ndarray, source: str, target: str) -> np.ndarray:
     """Pixels (..., 3) float lit by `source` -> lit by `target`: the world's lightings are a
     per-channel gain and offset on the whole frame (world.LIGHTING_TINT), so a cut-out is
     un-lit and lit again, as a colourist matches a plate to the shot's grade."""
-    (g0, o0), (g1, o1) = (np.asarray(v, np.float32) for v in LIGHTING_TINT[source]), \
-        (np.asarray(v, np.float32) for v in LIGHTING_TINT[target])
-    return (rgb - o0) / g0 * g1 + o1
+    gain, offset = (np.asarray(v, np.float32) for v in LIGHTING_TINT[source])
+    return apply_lighting((rgb - offset) / gain, target)
 
 
 def cut_out(reference: np.ndarray) -> Cutout | None:

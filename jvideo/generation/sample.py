@@ -158,8 +158,7 @@ class Generator:
                 guided = guided + (ref_cfg - 1.0) * (cond - out[2 * b:])
             x = schedule.step(guided, int(t), x)
             if i < held:
-                prev_t = int(t) - schedule.config.num_train_timesteps // steps
-                a = float(schedule.alphas_cumprod[prev_t]) if prev_t >= 0 else float(schedule.final_alpha_cumprod)
+                a = float(schedule.previous_alpha_cumprod(int(t)))
                 fresh = np.stack([r.standard_normal(known.shape[1:]) for r in rngs]).astype(np.float32)
                 noised = np.sqrt(a) * known + np.sqrt(1.0 - a) * fresh
                 keep = np.broadcast_to(1.0 - mask, known.shape).astype(np.float32)
