@@ -79,7 +79,7 @@ def test_placement_cosines_tell_a_placed_object_from_a_smeared_one():
 def test_a_held_reference_keeps_the_look_and_hold_zero_is_the_first_pass():
     """generate(hold=1) pastes Pip's cut-out on the planned track and samples again around it:
     the detector reads Pip's look back in close-ups; hold=0 is the plain sample (no second
-    pass). (Pip: a look the 8x VAE carries; a star's points it often rounds off, README item 24.)"""
+    pass). (Pip: a look the VAE carries; a star's points it often rounds off, README items 24-25.)"""
     from jvideo.toyworld import character, detect, reference_frame
     gen = Generator.load(SHIPPED_CHECKPOINT)
     pip = character("Pip")

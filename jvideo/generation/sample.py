@@ -1,7 +1,7 @@
 """Text-to-shot sampling: DDIM with classifier-free guidance and an optional identity reference."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ from kernels import runtime
 from .conditioning import (TextConditioner, frames_to_tensor, layout_kwargs, reference_kwargs, reference_latents,
                            tensor_to_frames)
 from .inpaint import clean_plate, cut_out, latent_mask, paste_along_track
+from .invert import Inversion, invert
 from .layout import plan_layout, plan_track
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
 from .presets import Preset
@@ -49,6 +50,10 @@ class Generator:
     vae: object
     dit: object
     text: TextConditioner
+    # How the pasted reference frames become the latents the second pass holds (generation/
+    # invert.py), and how the held cells are settled among the DiT's after it.
+    inversion: Inversion = field(default_factory=Inversion)
+    settle: Inversion = field(default_factory=Inversion)
 
     @classmethod
     def load(cls, folder: str | Path) -> "Generator":
@@ -111,8 +116,10 @@ class Generator:
             x = self._denoise(noise, condition, steps, cfg, ref_cfg)
             video = tensor_to_frames(self.vae.decode(x / self.vae.scaling_factor))
             if references is not None and hold > 0 and self.preset.dit.layout:
-                known, mask = self._pasted(video, references, prompts, seeds, frames)
+                known, mask, pasted, alphas = self._pasted(video, references, prompts, seeds, frames)
                 x = self._denoise(noise, condition, steps, cfg, ref_cfg, known, mask, hold, seeds)
+                if round(hold * steps) >= steps:   # held to the end: the held cells are the paste's
+                    x = self._settled(x, pasted, alphas, mask)
                 video = tensor_to_frames(self.vae.decode(x / self.vae.scaling_factor))
             jt.sync_all()
         return video
@@ -166,14 +173,15 @@ class Generator:
         return x
 
     def _pasted(self, video: np.ndarray, references: np.ndarray, prompts: list[str], seeds: list[int],
-                frames: int) -> tuple[np.ndarray, np.ndarray]:
+                frames: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
         """First-pass frames (B, T, H, W, 3) with each reference's cut-out pasted on its prompt's
-        planned track, over a clean plate -> (known latents (B, c, T, s, s), mask (B, 1, T, s, s)
-        over the plate's disc and the cut-out); a reference with no detectable object leaves its
-        row unmasked."""
+        planned track, over a clean plate -> (known latents (B, c, T, s, s): the pasted frames
+        inverted through the decoder (generation/invert.py), mask (B, 1, T, s, s) over the
+        plate's disc and the cut-out, and per row the pasted frames (T, H, W, 3) and their
+        alpha (T, H, W)); a reference with no detectable object leaves its row unmasked."""
         p = self.preset
         cell = p.size // p.latent_size
-        known, masks = [], []
+        known, masks, rows, alphas = [], [], [], []
         for row, reference, prompt, seed in zip(video, references, prompts, seeds):
             cut = cut_out(reference)
             if cut is None or not prompt.strip():
@@ -183,9 +191,25 @@ class Generator:
                 plate, disc = clean_plate(row, track)
                 pasted, alpha = paste_along_track(plate, cut, track)
                 alpha = np.maximum(alpha, disc)
-            z = self.vae.encode(frames_to_tensor(pasted)).mode() * self.vae.scaling_factor   # (T, c, s, s)
+            z = invert(self.vae, frames_to_tensor(pasted), alpha, self.inversion) * self.vae.scaling_factor  # (T, c, s, s)
             known.append(z.numpy().transpose(1, 0, 2, 3))
             masks.append(latent_mask(alpha, cell)[None])
-        return np.stack(known).astype(np.float32), np.stack(masks).astype(np.float32)
+            rows.append(pasted)
+            alphas.append(alpha)
+        return np.stack(known).astype(np.float32), np.stack(masks).astype(np.float32), rows, alphas
+
+    def _settled(self, x, pasted: list, alphas: list, mask: np.ndarray):
+        """Final latents (B, c, T, s, s) whose held cells are inverted once more, now among the
+        cells the DiT drew around them, so that their decoding shows the pasted subject."""
+        out = []
+        for i in range(len(pasted)):
+            z = x[i].transpose(1, 0, 2, 3) / self.vae.scaling_factor                     # (T, c, s, s)
+            if not mask[i].any():
+                out.append(x[i])
+                continue
+            free = mask[i].transpose(1, 0, 2, 3)                                          # (T, 1, s, s)
+            z = invert(self.vae, frames_to_tensor(pasted[i]), alphas[i], self.settle, start=z, free=free)
+            out.append(z.transpose(1, 0, 2, 3) * self.vae.scaling_factor)
+        return jt.stack(out)
 
 
