@@ -154,20 +154,28 @@ def vae_ceiling(gen, n: int, seed: int) -> dict[str, float]:
     """Detector accuracy (colour, shape) on VAE reconstructions of `n` rendered medium and
     close-up clips, next to the same on the rendered clips themselves; and the whole look
     (shape, primary, secondary: "look") of the cast, moving, in n // 8 clips per member (at
-    least 1): the most an identity shot can show through this VAE."""
+    least 1): the most an identity shot can show through this VAE; "look_inverted" the same
+    through the decoder from latents inverted as held references are (gen.inversion)."""
     from kernels import runtime
 
+    from jvideo.toyworld.render import object_mask
+
     from .conditioning import frames_to_tensor, tensor_to_frames
+    from .invert import invert
     jt = runtime.import_jittor()
     rng = np.random.default_rng(seed + 7)
     size = gen.preset.size
 
+    def decoded(z) -> np.ndarray:
+        with jt.no_grad():
+            return tensor_to_frames(gen.vae.decode(z)[None].transpose(0, 2, 1, 3, 4))[0]
+
     def roundtrip(clip: np.ndarray) -> np.ndarray:
         with jt.no_grad():
-            return tensor_to_frames(gen.vae.decode(gen.vae.encode(frames_to_tensor(clip)).mode())[None]
-                                    .transpose(0, 2, 1, 3, 4))[0]
+            return decoded(gen.vae.encode(frames_to_tensor(clip)).mode())
 
     hits = {k + tag: [] for k in ("colour", "shape", "look") for tag in ("", "_rendered")}
+    hits["look_inverted"] = []
     for _ in range(n):
         params = sample_clip_params(rng, "train", frames=4, size=size, p_character=0.0,
                                     camera=str(rng.choice(["medium", "close-up"])))
@@ -181,7 +189,8 @@ def vae_ceiling(gen, n: int, seed: int) -> dict[str, float]:
             params = sample_params(rng, look=member.look, name=member.name, motion=str(rng.choice(MOVING)),
                                    camera=str(rng.choice(["medium", "close-up"])), frames=8, size=size)
             clip = render_clip(params)
-            for tag, frames in (("", roundtrip(clip)), ("_rendered", clip)):
+            inverted = decoded(invert(gen.vae, frames_to_tensor(clip), object_mask(params), gen.inversion))
+            for tag, frames in (("", roundtrip(clip)), ("_rendered", clip), ("_inverted", inverted)):
                 hits["look" + tag].append(detect(frames).matches(member.look, LOOK_ATTRIBUTES))
     return {k: float(np.mean(v)) for k, v in hits.items()}
 
