@@ -396,7 +396,8 @@ def generate_missing(todo: list[Provenance], refs: dict[str, np.ndarray], gen: L
     """Generate (or take from the cache) one shot per unit in `todo`.
 
     Returns ({unit index: Shot}, shots taken from the cache). The cache key is the prompt, the
-    seed, the identity reference's bytes and the checkpoint's digest; files are written
+    seed, the identity reference's bytes, the checkpoint's digest and the sampling settings
+    (steps, guidance, hold, the held look's inversion); files are written
     atomically, so an interrupted run keeps every finished shot."""
     from jvideo.generation.media import write_mp4
     g = gen.get()
@@ -412,7 +413,9 @@ def generate_missing(todo: list[Provenance], refs: dict[str, np.ndarray], gen: L
         # the layout planner would draw an unsaid size at random, a third of them wide.
         p.prompt = with_camera(p.visual, CHARACTER_FRAMING) if ref is not None else p.visual
         ref_digest = hashlib.sha1(ref.tobytes()).hexdigest() if ref is not None else "none"
-        raw = f"{p.prompt}\0{p.seed}\0{ref_digest}\0{gen.digest}\0{req.steps}\0{req.cfg}\0{req.hold}"
+        # The held look's inversion settings too: a shot cached by an older sampler is made again.
+        inversion = f"{g.inversion}{g.settle}" if g is not None and ref is not None else ""
+        raw = f"{p.prompt}\0{p.seed}\0{ref_digest}\0{gen.digest}\0{req.steps}\0{req.cfg}\0{req.hold}\0{inversion}"
         p.shot_key = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:20]
         jobs.append((p, ref, videos / f"{p.shot_key}.mp4"))
     missing = [(p, ref, mp4) for p, ref, mp4 in jobs if not (mp4.is_file() and mp4.with_suffix(".npy").is_file())]

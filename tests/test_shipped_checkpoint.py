@@ -35,7 +35,7 @@ def test_evaluation_reports_every_figure_and_the_vae_ceiling():
     # the reconstructions are what the VAE lets through.
     assert ceiling["colour_rendered"] == 1.0 and ceiling["shape_rendered"] == 1.0
     assert 0.0 <= ceiling["colour"] <= 1.0 and 0.0 <= ceiling["shape"] <= 1.0
-    assert ceiling["look_rendered"] == 1.0 and 0.0 <= ceiling["look"] <= 1.0
+    assert ceiling["look_rendered"] == 1.0 and 0.0 <= ceiling["look"] <= 1.0 and 0.0 <= ceiling["look_inverted"] <= 1.0
     assert report["identity_hold"] == 0.0          # evaluate's default: the learnt path alone
     probe = report["direction_probe"]
     assert set(probe) == {"t=400", "t=700", "t=900", "t=990"}
