@@ -1,7 +1,7 @@
 """Text-to-shot sampling: DDIM with classifier-free guidance and an optional identity reference."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +191,9 @@ class Generator:
                 plate, disc = clean_plate(row, track)
                 pasted, alpha = paste_along_track(plate, cut, track)
                 alpha = np.maximum(alpha, disc)
-            z = invert(self.vae, frames_to_tensor(pasted), alpha, self.inversion) * self.vae.scaling_factor  # (T, c, s, s)
+            # Nothing pasted: the row is unmasked and its latents unused, so no inversion is spent on it.
+            inversion = self.inversion if alpha.any() else replace(self.inversion, steps=0)
+            z = invert(self.vae, frames_to_tensor(pasted), alpha, inversion) * self.vae.scaling_factor  # (T, c, s, s)
             known.append(z.numpy().transpose(1, 0, 2, 3))
             masks.append(latent_mask(alpha, cell)[None])
             rows.append(pasted)
@@ -203,10 +205,10 @@ class Generator:
         cells the DiT drew around them, so that their decoding shows the pasted subject."""
         out = []
         for i in range(len(pasted)):
-            z = x[i].transpose(1, 0, 2, 3) / self.vae.scaling_factor                     # (T, c, s, s)
             if not mask[i].any():
                 out.append(x[i])
                 continue
+            z = x[i].transpose(1, 0, 2, 3) / self.vae.scaling_factor                     # (T, c, s, s)
             free = mask[i].transpose(1, 0, 2, 3)                                          # (T, 1, s, s)
             z = invert(self.vae, frames_to_tensor(pasted[i]), alphas[i], self.settle, start=z, free=free)
             out.append(z.transpose(1, 0, 2, 3) * self.vae.scaling_factor)
