@@ -1,6 +1,8 @@
 """Toy world renderer, captions and dataset API."""
 import json
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -215,6 +217,38 @@ def test_read_caption_gives_back_what_the_caption_states():
     assert min(stated.values()) > 50
     assert read_caption("Mira on the grass") == {} and read_caption("") == {}
     assert read_caption("a red square grows larger, tight close-up") == {"motion": "grow", "camera": "close-up"}
+
+
+def test_read_look_gives_back_the_stated_look():
+    """read_look inverts caption's object phrase on both splits: an anonymous object's shape and
+    primary colour (never a pattern's colour), nothing for a named character."""
+    from jvideo.toyworld.captions import read_look
+    rng = np.random.default_rng(9)
+    named = 0
+    for split in tw.SPLITS:
+        for _ in range(400):
+            p = tw.sample_clip_params(rng, split, p_character=0.3)
+            text = tw.caption(p, rng, split)
+            named += p.name is not None
+            assert read_look(text) == ({} if p.name else {"shape": p.look.shape, "colour": p.look.primary}), text
+    assert 100 < named < 700
+    assert read_look("a star with red dots") == {"shape": "star"}
+    assert read_look("something blue under the stars") == {"colour": "blue"} and read_look("") == {}
+
+
+def test_shape_cover_is_the_rendered_silhouette():
+    """shape_cover is where the renderer draws the object: at the renderer's sampling, the pixels
+    a rendered object changes from the same frame without it are those the cover marks, for each
+    shape, turned (spin; a plain circle cannot)."""
+    from jvideo.toyworld.render import SUPERSAMPLE, render_clip, shape_cover
+    for shape in tw.SHAPES:
+        p = tw.sample_params(np.random.default_rng(5), look=tw.Look(shape, "white", "red", "solid", "big"),
+                             motion="still" if shape == "circle" else "spin")
+        cover = shape_cover(shape, p.track, p.height, p.width, [0, 7], ss=SUPERSAMPLE)
+        frames = render_clip(p, [0, 7]).astype(np.float32)
+        plate = render_clip(replace(p, track=replace(p.track, cx=[-999.0] * 16)), [0, 7]).astype(np.float32)
+        changed = np.abs(frames - plate).max(-1) > 3
+        assert cover.sum() > 100 and (changed == (cover > 0.05)).mean() > 0.99, shape
 
 
 def test_track_cover_is_the_object_mask():

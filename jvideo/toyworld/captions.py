@@ -119,6 +119,33 @@ def caption(params: ClipParams, rng: np.random.Generator, split: str = "train") 
     return text
 
 
+def read_look(text: str) -> dict[str, str]:
+    """The subject's look a caption states, read back: {"shape": ..., "colour": ...} (the
+    primary colour), each key only where stated. A named character's caption states neither.
+
+    The primary colour is the colour word right before the shape word ("a small orange star with
+    a white ring"); with no shape word, the first colour word outside a "with ..." phrase.
+    """
+    words = re.findall(r"[a-z\-]+", text.lower())
+    out: dict[str, str] = {}
+    at = next((i for i, w in enumerate(words) if w in SHAPES), None)
+    if at is not None:
+        out["shape"] = words[at]
+        if at > 0 and words[at - 1] in COLOUR_NAMES:
+            out["colour"] = words[at - 1]
+            return out
+    after_with = False
+    for w in words:
+        if w == "with":
+            after_with = True
+        elif w in COLOUR_NAMES and not after_with:
+            out["colour"] = w
+            break
+        elif w not in ("a", "an"):
+            after_with = False
+    return out
+
+
 def with_camera(text: str, camera: str) -> str:
     """`text` with a shot size stated (the held-out phrase of `camera`) where it states none."""
     return text if "camera" in read_caption(text) else f"{text}, {CAMERA_PHRASES[camera][1][0]}"

@@ -241,6 +241,31 @@ def pattern_mask(pattern: str, shape: str, u: np.ndarray, v: np.ndarray) -> np.n
     raise ValueError(f"unknown pattern {pattern!r}")
 
 
+def _object_samples(cx: float, cy: float, radius: float, angle: float, height: int, width: int,
+                    ss: int):
+    """The pixel box an object at this pose can touch, (y0, y1, x0, x1), and its ss x ss sample
+    points per pixel in the object's unit coordinates, u and v (h * ss, w * ss); None when the
+    box is off the frame."""
+    reach = radius * 1.08 + 1
+    x0, x1 = max(int(cx - reach), 0), min(int(math.ceil(cx + reach)), width)
+    y0, y1 = max(int(cy - reach), 0), min(int(math.ceil(cy + reach)), height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    sub = (np.arange(ss, dtype=np.float32) + 0.5) / ss
+    xs = ((np.arange(x0, x1, dtype=np.float32)[:, None] + sub).reshape(-1) - cx) / radius
+    ys = ((np.arange(y0, y1, dtype=np.float32)[:, None] + sub).reshape(-1) - cy) / radius
+    c, s = math.cos(angle), math.sin(angle)
+    u = c * xs[None, :] + s * ys[:, None]  # sample points rotated by -angle
+    v = -s * xs[None, :] + c * ys[:, None]
+    return (y0, y1, x0, x1), u, v
+
+
+def _coverage(m: np.ndarray, ss: int) -> np.ndarray:
+    """(h * ss, w * ss) bool samples -> (h, w) float32: the fraction of each pixel's samples in m."""
+    h, w = m.shape[0] // ss, m.shape[1] // ss
+    return m.reshape(h, ss, w, ss).sum(axis=3, dtype=np.float32).sum(axis=1) / (ss * ss)
+
+
 def _draw_object(canvas: np.ndarray, look: Look, cx: float, cy: float, radius: float, angle: float,
                  ss: int, outline_px: float, palette: np.ndarray) -> None:
     """Composite one anti-aliased object onto `canvas` (H, W, 3) float32 in place.
@@ -248,32 +273,33 @@ def _draw_object(canvas: np.ndarray, look: Look, cx: float, cy: float, radius: f
     `palette` (3, 3) holds the lit primary, secondary and outline colours; each pixel averages
     ss x ss samples, each classed as outside / primary / secondary / outline.
     """
-    height, width = canvas.shape[:2]
-    reach = radius * 1.08 + 1
-    x0, x1 = max(int(cx - reach), 0), min(int(math.ceil(cx + reach)), width)
-    y0, y1 = max(int(cy - reach), 0), min(int(math.ceil(cy + reach)), height)
-    if x1 <= x0 or y1 <= y0:
+    found = _object_samples(cx, cy, radius, angle, canvas.shape[0], canvas.shape[1], ss)
+    if found is None:
         return
-    sub = (np.arange(ss, dtype=np.float32) + 0.5) / ss
-    xs = ((np.arange(x0, x1, dtype=np.float32)[:, None] + sub).reshape(-1) - cx) / radius
-    ys = ((np.arange(y0, y1, dtype=np.float32)[:, None] + sub).reshape(-1) - cy) / radius
-    c, s = math.cos(angle), math.sin(angle)
-    u = c * xs[None, :] + s * ys[:, None]  # sample points rotated by -angle
-    v = -s * xs[None, :] + c * ys[:, None]
+    (y0, y1, x0, x1), u, v = found
     sdf = shape_sdf(look.shape, u, v)
     inside = sdf >= 0
     outline = inside & (sdf < outline_px / radius)
     second = pattern_mask(look.pattern, look.shape, u, v) & inside & ~outline
-    h, w = y1 - y0, x1 - x0
-
-    def coverage(m: np.ndarray) -> np.ndarray:  # fraction of the pixel's samples in m: (h, w)
-        return m.reshape(h, ss, w, ss).sum(axis=3, dtype=np.float32).sum(axis=1) / (ss * ss)
-
-    alpha, a2, a3 = coverage(inside), coverage(second), coverage(outline)
+    alpha, a2, a3 = _coverage(inside, ss), _coverage(second, ss), _coverage(outline, ss)
     a1 = alpha - a2 - a3
     region = canvas[y0:y1, x0:x1]
     region *= (1 - alpha)[..., None]
     region += a1[..., None] * palette[0] + a2[..., None] * palette[1] + a3[..., None] * palette[2]
+
+
+def shape_cover(shape: str, track: Track, height: int, width: int, frame_ids: list[int] | None = None,
+                ss: int = 2) -> np.ndarray:
+    """The silhouette of `shape` on `track`: (T, height, width) float32, the fraction of each
+    pixel inside the shape (outline included), from ss x ss samples a pixel."""
+    ids = range(len(track.cx)) if frame_ids is None else frame_ids
+    out = np.zeros((len(ids), height, width), np.float32)
+    for i, f in enumerate(ids):
+        found = _object_samples(track.cx[f], track.cy[f], track.radius[f], track.angle[f], height, width, ss)
+        if found is not None:
+            (y0, y1, x0, x1), u, v = found
+            out[i, y0:y1, x0:x1] = _coverage(shape_sdf(shape, u, v) >= 0, ss)
+    return out
 
 
 def render_clip(params: ClipParams, frame_ids: list[int] | None = None) -> np.ndarray:
