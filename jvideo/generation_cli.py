@@ -27,7 +27,8 @@ def run_train(args: argparse.Namespace) -> int:
         if writer:
             sweep_temporary_files(out)             # left by a run that was killed
         from jvideo.generation.train import train
-        results = train(args.preset, out, steps=args.steps, resume=args.resume, vae_from=args.vae_from)
+        results = train(args.preset, out, steps=args.steps, resume=args.resume, vae_from=args.vae_from,
+                        dit_from=args.dit_from)
     from jvideo import distributed as dist
     if not dist.is_main():
         return 0  # under mpirun rank 0 reports for all
@@ -140,12 +141,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "input-layer word vectors), tiny-v13 (tiny-v12 whose temporal blocks cross-attend too), "
                         "tiny-v14 (tiny-v11 whose spatial blocks are modulated per frame), tiny-motion (a "
                         "diagnostic: tiny-v14 on moving clips only; also -shared, -highnoise), tiny-paste (a diagnostic: "
-                        "tiny-v15 with the reference drawn into the subject's window), "
+                        "tiny-v15 with the reference drawn into the subject's window), tiny-v16 (tiny-v15 fine-tuned with the "
+                        "stated look, shape silhouette and colour, in the layout: use --dit-from), "
                         "small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--vae-from", default=None, metavar="CHECKPOINT",
                    help="take the finished VAE of this checkpoint (same VAE preset) and train only the DiT")
+    p.add_argument("--dit-from", default=None, metavar="CHECKPOINT",
+                   help="fine-tune this checkpoint's DiT (built like the preset's, but for added layout "
+                        "channels) on its own VAE: a new run starts from its weights")
     p.add_argument("--out", required=True, help="checkpoint folder")
     p.set_defaults(func=run_train)
 

@@ -363,13 +363,19 @@ def test_reference_is_drawn_into_the_subjects_window():
 
 
 def test_layout_conditioning_trains_and_samples_from_the_plan(checkpoint, tmp_path, monkeypatch):
-    """DiTPreset.layout: the run trains its layout embedding (zero at the start), keeps the
-    option in preset.json, and samples each shot under the layout planned from its prompt and
-    seed (without the plan the same seed gives another shot)."""
+    """DiTPreset.layout: the run trains its layout embedding (zero at the start) and samples each
+    shot under the layout planned from its prompt and seed (without the plan the same seed gives
+    another shot). layout_look, fine-tuned from it (--dit-from): starts as the loaded DiT with
+    zero weights on the added channels, trains on clip and image steps, keeps the options in
+    preset.json; a stated look changes the plan, a name does not state one. A DiT built
+    otherwise is refused in one line."""
     from dataclasses import replace
 
+    from jvideo.errors import JVideoError
     from jvideo.generation import presets
     from jvideo.generation.sample import Generator
+    from jvideo.generation.train import start_dit_from
+    from jvideo.generation.world_model import build_dit
     base = presets.PRESETS["test"]
     monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, layout=True)))
     out = tmp_path / "layout"
@@ -382,6 +388,60 @@ def test_layout_conditioning_trains_and_samples_from_the_plan(checkpoint, tmp_pa
     assert planned.shape == (4, 32, 32, 3) and np.array_equal(planned, gen.generate(prompt, seed=1, steps=2))
     monkeypatch.setattr(gen, "layouts", lambda prompts, seeds, frames, references=None: None)
     assert not np.array_equal(planned, gen.generate(prompt, seed=1, steps=2))
+
+    look = replace(base, dit=replace(base.dit, layout=True, layout_look=True))
+    monkeypatch.setitem(presets.PRESETS, "test", look)
+    started = build_dit(look)
+    start_dit_from(started, look, out)
+    kernel, loaded = started.layout_embed.weight.numpy(), gen.dit.layout_embed.weight.numpy()
+    assert np.array_equal(kernel[:, :2], loaded) and not kernel[:, 2:].any()
+    assert np.array_equal(started.proj_out.weight.numpy(), gen.dit.proj_out.weight.numpy())
+    with pytest.raises(JVideoError, match="not built like"):
+        start_dit_from(build_dit(look), look, checkpoint)
+    tuned = tmp_path / "look"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--dit-from", str(out), "--out", str(tuned)]) == 0
+    assert json.loads((tuned / "state" / "dit.json").read_text())["extra"]["started_from"] == str(out)
+    gen = Generator.load(tuned)
+    cell = base.size // base.latent_size
+    assert gen.preset.dit.layout_look and gen.dit.config.layout_channels == 2 + cell * cell + 3
+    assert gen.generate(prompt, seed=1, steps=2).shape == (4, 32, 32, 3)
+    red, blue = (gen.layouts([f"a {c} circle moves left on the grass"], [1], 4)[0] for c in ("red", "blue"))
+    assert np.array_equal(red[:2 + cell * cell], blue[:2 + cell * cell]) and red[-3].max() > blue[-3].max()
+    assert not gen.layouts(["Mira moves left on the grass"], [1], 4)[0, 2:].any()
+
+
+def test_stated_look_is_drawn_on_the_track():
+    """plan_layout(look=True): the stated shape's silhouette, folded into the latent cells,
+    unfolds to shape_cover on the planned track, and the detector reads that silhouette as the
+    shape; the colour channels are the stated colour over each cell's cover; a colour alone is
+    painted over the track's disc; a name states nothing. Training's stated_looks draws the
+    same for a clip's own look (anonymous clips only)."""
+    from jvideo.generation.layout import look_channels, plan_layout, plan_track
+    from jvideo.generation.train import stated_looks
+    from jvideo.toyworld import detect
+    from jvideo.toyworld.render import sample_params, shape_cover, track_cover
+    from jvideo.toyworld.world import COLOURS
+    prompt = "close-up of a purple star that spins on the sand"
+    layout = plan_layout(prompt, 2, 16, 64, 4, look=True)
+    assert layout.shape == (2 + 16 + 3, 16, 16, 16)
+    track = plan_track(prompt, 2, 16, 64, 64)
+    silhouette = shape_cover("star", track, 64, 64)
+    unfolded = layout[2:18].reshape(4, 4, 16, 16, 16).transpose(2, 3, 0, 4, 1).reshape(16, 64, 64)
+    assert np.array_equal(unfolded, silhouette)
+    painted = (silhouette[..., None] * 255).astype(np.uint8).repeat(3, -1) // 2 + 60
+    assert detect(painted).shape == "star"
+    cover = silhouette.reshape(16, 16, 4, 16, 4).mean(axis=(2, 4))
+    assert np.allclose(layout[18:], np.asarray(COLOURS["purple"])[:, None, None, None] / 255 * cover[None])
+    only_colour = plan_layout("something red rests on the sand", 2, 16, 64, 4, look=True)
+    disc = track_cover(plan_track("something red rests on the sand", 2, 16, 64, 64), 64, 64, 4)
+    assert not only_colour[2:18].any() and np.allclose(only_colour[18], COLOURS["red"][0] / 255 * disc)
+    assert not plan_layout("Mira spins on the sand", 2, 16, 64, 4, look=True)[2:].any()
+    clips = [sample_params(np.random.default_rng(3)), sample_params(np.random.default_rng(3), name="Mira")]
+    silhouettes, rgb = stated_looks(clips)
+    assert np.abs(silhouettes[0] / 255 - shape_cover(clips[0].look.shape, clips[0].track, 64, 64)).max() <= 0.5 / 255
+    assert not silhouettes[1].any() and not rgb[1].any()
+    drawn = look_channels(silhouettes.astype(np.float32) / 255, rgb, 4)
+    assert drawn.shape == (2, 19, 16, 16, 16) and not drawn[1].any() and drawn[0, -3:].max() > 0
 
 
 def test_reference_paste_trains_and_samples(checkpoint, tmp_path, monkeypatch):

@@ -525,6 +525,7 @@ PRESET_MUTATIONS = [
     ("dit.motions", ["sideways"]), ("dit.motions", ["spin"]), ("dit.motions", "left"),
     ("dit.shared_noise", 1.0), ("dit.shared_noise", -0.5), ("dit.timestep_power", -1.0),
     ("dit.layout_dropout", 1.5), ("dit.layout", "yes"), ("dit.layout", True), ("dit.reference_paste", True),
+    ("dit.layout_look", True),
 ]
 
 

@@ -16,23 +16,62 @@ the subject where a reference is drawn, and the identity reference's cropped lat
 that window, scaled to the subject's size in each frame (zeros without a reference). Copying a
 look then becomes a local task, the same cells in and out, where through attention the DiT must
 find the look in the reference and move it across the frame and down in scale.
+
+With the stated look (DiTPreset.layout_look) cell * cell + 3 channels come last: the silhouette
+of the shape the prompt states, at pixel resolution folded into the latent cell (channel
+i * cell + j: pixel (i, j) of each cell, its cover by the shape), and the stated primary colour
+(RGB in [0, 1]) times each cell's cover; zeros for what the prompt leaves unsaid (a character's
+name states no look). A semantic layout, as Make-A-Scene's segmentation map or a ControlNet mask:
+the planner says "a red star here, turned so", the DiT still draws it, its outline, pattern,
+lighting and the scene around it.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from jvideo.toyworld.captions import read_caption
-from jvideo.toyworld.render import Track, make_track, track_cover
-from jvideo.toyworld.world import CAMERAS, SIZES
+from jvideo.toyworld.captions import read_caption, read_look
+from jvideo.toyworld.render import Track, make_track, shape_cover, track_cover
+from jvideo.toyworld.world import CAMERAS, COLOURS, SIZES
 
 # Side of the window a reference is drawn into, in object radii: object_crop keeps the object's
 # extent (up to two radii) plus 15% on each side.
 PASTE_SIDE = 2.6
 
 
-def layout_channels(latent_channels: int, paste: bool) -> int:
-    """Channels of a layout: cover and presence, plus window and reference latent when pasted."""
-    return 3 + latent_channels if paste else 2
+def layout_channels(latent_channels: int, paste: bool, look_cell: int = 0) -> int:
+    """Channels of a layout: cover and presence, plus window and reference latent when pasted,
+    plus silhouette and colour when the stated look is drawn (look_cell: pixels a latent cell)."""
+    return 2 + (1 + latent_channels if paste else 0) + (look_cell * look_cell + 3 if look_cell else 0)
+
+
+def look_channels(silhouette: np.ndarray, rgb: np.ndarray, cell: int) -> np.ndarray:
+    """silhouette (B, F, H, W) in [0, 1] (zeros: no shape stated) and colour rgb (B, 3) in
+    [0, 1] (zeros: none stated) -> (B, cell * cell + 3, F, H / cell, W / cell) float32: the
+    silhouette folded into the latent cells, then the colour times each cell's cover."""
+    b, f, h, w = silhouette.shape
+    g = silhouette.reshape((b, f, h // cell, cell, w // cell, cell))
+    folded = g.transpose((0, 3, 5, 1, 2, 4)).reshape((b, cell * cell, f, h // cell, w // cell))
+    painted = rgb[:, :, None, None, None] * g.mean(axis=(3, 5))[:, None]
+    return np.concatenate([folded, painted], axis=1).astype(np.float32)
+
+
+def stated_look(prompt: str, track: Track, size: int, cell: int) -> np.ndarray:
+    """(cell * cell + 3, T, size / cell, size / cell): the look `prompt` states (shape, primary
+    colour; toyworld.read_look) drawn on `track` (look_channels); a colour with no shape is
+    painted over the track's disc."""
+    said = read_look(prompt)
+    frames = len(track.cx)
+    if "shape" in said:
+        silhouette = shape_cover(said["shape"], track, size, size)
+        where = None
+    else:
+        silhouette = np.zeros((frames, size, size), np.float32)
+        where = track_cover(track, size, size, cell)
+    rgb = np.asarray(COLOURS[said["colour"]], np.float32) / 255 if "colour" in said else np.zeros(3, np.float32)
+    out = look_channels(silhouette[None], rgb[None], cell)[0]
+    if where is not None:
+        out[-3:] = rgb[:, None, None, None] * where[None]
+    return out
 
 
 def plan_track(prompt: str, seed: int, frames: int, height: int, width: int) -> Track:
@@ -46,20 +85,23 @@ def plan_track(prompt: str, seed: int, frames: int, height: int, width: int) -> 
 
 
 def plan_layout(prompt: str, seed: int, frames: int, size: int, cell: int,
-                paste: int = 0, reference: np.ndarray | None = None) -> np.ndarray:
+                paste: int = 0, reference: np.ndarray | None = None, look: bool = False) -> np.ndarray:
     """(C, frames, size // cell, size // cell) float32: the planned layout of `prompt` on the
-    latent grid (cell pixels per latent cell); zeros for an empty prompt. C = 2, or with `paste`
-    latent channels 3 + paste: the subject's window and `reference` (paste, s, s), a cropped
-    reference's latent, drawn into it (zeros without a reference)."""
+    latent grid (cell pixels per latent cell); zeros for an empty prompt. C = 2; with `paste`
+    latent channels 1 + paste more: the subject's window and `reference` (paste, s, s), a cropped
+    reference's latent, drawn into it (zeros without a reference); with `look`, cell * cell + 3
+    more: the look the prompt states (stated_look)."""
     grid = size // cell
-    channels = layout_channels(paste, bool(paste))
+    channels = layout_channels(paste, bool(paste), cell if look else 0)
     if not prompt.strip():
         return np.zeros((channels, frames, grid, grid), np.float32)
     track = plan_track(prompt, seed, frames, size, size)
-    layout = layout_from_cover(track_cover(track, size, size, cell)[None], np.ones(1, np.float32))[0]
-    if not paste:
-        return layout
-    return np.concatenate([layout, reference_window(reference, track, cell, grid, list(range(frames)), paste)])
+    parts = [layout_from_cover(track_cover(track, size, size, cell)[None], np.ones(1, np.float32))[0]]
+    if paste:
+        parts.append(reference_window(reference, track, cell, grid, list(range(frames)), paste))
+    if look:
+        parts.append(stated_look(prompt, track, size, cell))
+    return np.concatenate(parts)
 
 
 def reference_window(reference: np.ndarray | None, track: Track, cell: int, grid: int,

@@ -86,7 +86,7 @@ class Generator:
         p = self.preset
         paste = p.vae.latent_channels if p.dit.reference_paste else 0
         return np.stack([plan_layout(prompt, seed, frames, p.size, p.size // p.latent_size, paste,
-                                     None if references is None else references[i])
+                                     None if references is None else references[i], p.dit.layout_look)
                          for i, (prompt, seed) in enumerate(zip(prompts, seeds))])
 
     def generate_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],

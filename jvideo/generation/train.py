@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +26,11 @@ from kernels import runtime
 
 from . import state as st
 from .conditioning import TextConditioner, frames_to_tensor, layout_kwargs, reference_kwargs, reference_latents
-from .layout import layout_from_cover, reference_window
+from .layout import layout_from_cover, look_channels, reference_window
 from .ema import WeightAverage
 from .presets import Preset, get_preset
 from .world_model import (build_dit, build_vae, clip_noise, diffusion_schedule, init_for_training,
-                          init_vae_for_training, vae_config)
+                          dit_config, init_vae_for_training, vae_config)
 
 jt = runtime.import_jittor()
 
@@ -338,8 +338,10 @@ def encode_dataset(vae, preset: Preset, out: Path) -> dict:
     return data
 
 
-def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Generator) -> StageResult:
-    """Video DiT on latents; reference latent as a clean frame 0; loss on generated frames only."""
+def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Generator,
+              start_from: Path | None = None) -> StageResult:
+    """Video DiT on latents; reference latent as a clean frame 0; loss on generated frames only.
+    With `start_from` (a checkpoint) a new run starts from that checkpoint's DiT (fine-tuning)."""
     from jvideo.toyworld.captions import caption
     p = preset.dit
     data = encode_dataset(vae, preset, out)
@@ -348,10 +350,17 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
     # the loss (DiTPreset.object_weight), and layout-conditioned DiTs are told it (DiTPreset.layout).
     data["cover"] = object_cover(data["params"], cell)[:, None]
     data["weights"] = 1.0 + p.object_weight * data["cover"]
+    if p.layout_look:
+        data["silhouette"], data["rgb"] = stated_looks(data["params"])
     dit = init_for_training(build_dit(preset))
+    started = start_from is not None and not (out / "state" / "dit.json").exists()
+    if started:
+        start_dit_from(dit, preset, start_from)
     schedule = diffusion_schedule(preset)
     text = TextConditioner(preset.text_tokens, word_tokens=preset.word_tokens)
     stage = Stage("dit", out, dit, p.lr, p.steps, preset.checkpoint_every, preset.lr_schedule, ema=p.ema)
+    if started:
+        stage.extra["started_from"] = str(start_from)   # saved with every checkpoint of the stage
     if resume:
         stage.resume()
 
@@ -379,10 +388,30 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
         if p.reference_paste:   # the row's reference drawn into its true window, where both are given
             frame_ids = [[int(f)] for f in frame] if images else [list(range(latents.shape[2]))] * n
             layout = np.concatenate([layout, pasted_references(data, idx, keep * present, frame_ids, cell)], axis=1)
+        if p.layout_look:   # the look the row's caption states, on its true track
+            silhouette = data["silhouette"][idx, frame][:, None] if images else data["silhouette"][idx]
+            look = look_channels(silhouette.astype(np.float32) / 255, data["rgb"][idx], cell)
+            layout = np.concatenate([layout, look * present[:, None, None, None, None]], axis=1)
         return v_loss(dit, schedule, x0, noise, t, ref, keep, emb, mask,
                       jt.array(np.ascontiguousarray(weights)), layout)
 
     return stage.run(loss_fn)
+
+
+def stated_looks(params: list) -> tuple[np.ndarray, np.ndarray]:
+    """What the clips' captions state of their look, drawn on their true tracks: silhouettes
+    (N, T, H, W) uint8 (the shape's cover of each pixel, 0-255) and primary colours (N, 3) in
+    [0, 1]; zeros for named characters, whose captions state no look (toyworld.caption)."""
+    from jvideo.toyworld.render import shape_cover
+    from jvideo.toyworld.world import COLOURS
+    q = params[0]
+    silhouettes = np.zeros((len(params), q.frames, q.height, q.width), np.uint8)
+    rgb = np.zeros((len(params), 3), np.float32)
+    for i, q in enumerate(params):
+        if q.name is None:
+            silhouettes[i] = np.rint(shape_cover(q.look.shape, q.track, q.height, q.width) * 255)
+            rgb[i] = np.asarray(COLOURS[q.look.primary], np.float32) / 255
+    return silhouettes, rgb
 
 
 def pasted_references(data: dict, idx: np.ndarray, given: np.ndarray, frame_ids: list[list[int]],
@@ -394,6 +423,27 @@ def pasted_references(data: dict, idx: np.ndarray, given: np.ndarray, frame_ids:
     grid, c = refs.shape[-1], refs.shape[1]
     return np.stack([reference_window(refs[i] if given[i] else None, data["params"][row].track, cell, grid,
                                       frame_ids[i], c) for i, row in enumerate(idx)])
+
+
+def start_dit_from(dit, preset: Preset, checkpoint: Path) -> None:
+    """Load `checkpoint`'s DiT (the weights it samples with) into `dit` to fine-tune it. The two
+    must be built alike but for layout channels this preset adds (layout_look): their rows of
+    the layout embedding start at zero, so the loaded DiT starts out drawing what it drew."""
+    from jvideo.models import from_pretrained
+    if not (checkpoint / "preset.json").is_file() or not (checkpoint / "dit").is_dir():
+        raise JVideoError(f"--dit-from {checkpoint}: not a jvideo training checkpoint (no preset.json and dit/)")
+    theirs = Preset.from_dict(st.read_json(checkpoint / "preset.json"))
+    mine, old = dit_config(preset), dit_config(theirs)
+    if replace(old, layout_channels=mine.layout_channels) != mine or old.layout_channels > mine.layout_channels:
+        raise JVideoError(f"--dit-from {checkpoint}: its DiT ({theirs.name}) is not built like the {preset.name} "
+                          "preset's (beyond added layout channels); it cannot be fine-tuned into it")
+    weights = state_dict_numpy(from_pretrained(checkpoint / "dit"))
+    if "layout_embed.weight" in weights:
+        kernel = weights["layout_embed.weight"]              # (D, C_old, p, p) -> (D, C_new, p, p)
+        grown = np.zeros((kernel.shape[0], mine.layout_channels) + kernel.shape[2:], np.float32)
+        grown[:, :kernel.shape[1]] = kernel
+        weights["layout_embed.weight"] = grown
+    load_state_dict(dit, weights, str(checkpoint / "dit"))
 
 
 def adopt_vae(preset: Preset, out: Path, checkpoint: Path) -> None:
@@ -476,9 +526,10 @@ def per_rank_preset(preset: Preset, ranks: int) -> Preset:
 
 
 def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = False,
-          vae_from: Path | None = None) -> list[StageResult]:
+          vae_from: Path | None = None, dit_from: Path | None = None) -> list[StageResult]:
     """Train both stages; `steps` overrides both stages' step counts. With `vae_from` (a
-    checkpoint with the same VAE preset) its VAE is taken as the finished first stage.
+    checkpoint with the same VAE preset) its VAE is taken as the finished first stage; with
+    `dit_from` its VAE too, and the DiT stage fine-tunes its DiT (start_dit_from).
 
     Under mpirun (data parallel) each rank draws its own samples, batch / ranks per step, and
     Jittor's optimizer averages the gradients, so a step sees the preset's global batch. Rank 0
@@ -486,6 +537,10 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
     can be resumed with another number.
     """
     world = dist.world()
+    if dit_from is not None:
+        if vae_from is not None and Path(vae_from) != Path(dit_from):
+            raise JVideoError("--dit-from fine-tunes a DiT on its own VAE's latents: give no other --vae-from")
+        vae_from = dit_from
     preset = copy.deepcopy(get_preset(preset_name))
     if steps is not None:
         if steps < 1:
@@ -513,7 +568,7 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
     rng = np.random.default_rng(seed if world.rank == 0 else [seed, world.rank])
     jt.set_global_seed(preset.seed)   # Jittor adds 2591 * rank: each rank its own noise
     vae, vae_result = train_vae(local, out, resume or vae_from is not None, rng)
-    dit_result = train_dit(local, vae, out, resume, rng)
+    dit_result = train_dit(local, vae, out, resume, rng, None if dit_from is None else Path(dit_from))
     if world.is_main:
         plot_losses(out, preset)
     dist.barrier()
