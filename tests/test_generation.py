@@ -398,6 +398,7 @@ def test_layout_conditioning_trains_and_samples_from_the_plan(checkpoint, tmp_pa
     assert np.array_equal(started.proj_out.weight.numpy(), gen.dit.proj_out.weight.numpy())
     with pytest.raises(JVideoError, match="not built like"):
         start_dit_from(build_dit(look), look, checkpoint)
+    assert cli.main(["train", "--preset", "test", "--dit-from", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     tuned = tmp_path / "look"
     assert cli.main(["train", "--preset", "test", "--steps", "2", "--dit-from", str(out), "--out", str(tuned)]) == 0
     assert json.loads((tuned / "state" / "dit.json").read_text())["extra"]["started_from"] == str(out)

@@ -540,6 +540,8 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
     if dit_from is not None:
         if vae_from is not None and Path(vae_from) != Path(dit_from):
             raise JVideoError("--dit-from fine-tunes a DiT on its own VAE's latents: give no other --vae-from")
+        if not all((Path(dit_from) / part).exists() for part in ("preset.json", "vae", "dit")):
+            raise JVideoError(f"--dit-from {dit_from}: not a jvideo training checkpoint (no preset.json, vae/ and dit/)")
         vae_from = dit_from
     preset = copy.deepcopy(get_preset(preset_name))
     if steps is not None:
