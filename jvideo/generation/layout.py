@@ -44,15 +44,22 @@ def layout_channels(latent_channels: int, paste: bool, look_cell: int = 0) -> in
     return 2 + (1 + latent_channels if paste else 0) + (look_cell * look_cell + 3 if look_cell else 0)
 
 
-def look_channels(silhouette: np.ndarray, rgb: np.ndarray, cell: int) -> np.ndarray:
+def look_channels(silhouette: np.ndarray, rgb: np.ndarray, cell: int,
+                  cover: np.ndarray | None = None) -> np.ndarray:
     """silhouette (B, F, H, W) in [0, 1] (zeros: no shape stated) and colour rgb (B, 3) in
     [0, 1] (zeros: none stated) -> (B, cell * cell + 3, F, H / cell, W / cell) float32: the
-    silhouette folded into the latent cells, then the colour times each cell's cover."""
+    silhouette folded into the latent cells, then the colour times each cell's cover (the
+    silhouette's, or `cover` (B, F, H / cell, W / cell) where given)."""
     b, f, h, w = silhouette.shape
     g = silhouette.reshape((b, f, h // cell, cell, w // cell, cell))
     folded = g.transpose((0, 3, 5, 1, 2, 4)).reshape((b, cell * cell, f, h // cell, w // cell))
-    painted = rgb[:, :, None, None, None] * g.mean(axis=(3, 5))[:, None]
+    painted = rgb[:, :, None, None, None] * (g.mean(axis=(3, 5)) if cover is None else cover)[:, None]
     return np.concatenate([folded, painted], axis=1).astype(np.float32)
+
+
+def colour_rgb(name: str | None) -> np.ndarray:
+    """A toy-world colour's RGB in [0, 1], (3,) float32; zeros for None (no colour stated)."""
+    return np.zeros(3, np.float32) if name is None else np.asarray(COLOURS[name], np.float32) / 255
 
 
 def stated_look(prompt: str, track: Track, size: int, cell: int) -> np.ndarray:
@@ -60,18 +67,12 @@ def stated_look(prompt: str, track: Track, size: int, cell: int) -> np.ndarray:
     colour; toyworld.read_look) drawn on `track` (look_channels); a colour with no shape is
     painted over the track's disc."""
     said = read_look(prompt)
-    frames = len(track.cx)
     if "shape" in said:
-        silhouette = shape_cover(said["shape"], track, size, size)
-        where = None
+        silhouette, cover = shape_cover(said["shape"], track, size, size), None
     else:
-        silhouette = np.zeros((frames, size, size), np.float32)
-        where = track_cover(track, size, size, cell)
-    rgb = np.asarray(COLOURS[said["colour"]], np.float32) / 255 if "colour" in said else np.zeros(3, np.float32)
-    out = look_channels(silhouette[None], rgb[None], cell)[0]
-    if where is not None:
-        out[-3:] = rgb[:, None, None, None] * where[None]
-    return out
+        silhouette = np.zeros((len(track.cx), size, size), np.float32)
+        cover = track_cover(track, size, size, cell)[None]
+    return look_channels(silhouette[None], colour_rgb(said.get("colour"))[None], cell, cover)[0]
 
 
 def plan_track(prompt: str, seed: int, frames: int, height: int, width: int) -> Track:

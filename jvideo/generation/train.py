@@ -26,7 +26,7 @@ from kernels import runtime
 
 from . import state as st
 from .conditioning import TextConditioner, frames_to_tensor, layout_kwargs, reference_kwargs, reference_latents
-from .layout import layout_from_cover, look_channels, reference_window
+from .layout import colour_rgb, layout_from_cover, look_channels, reference_window
 from .ema import WeightAverage
 from .presets import Preset, get_preset
 from .world_model import (build_dit, build_vae, clip_noise, diffusion_schedule, init_for_training,
@@ -403,14 +403,13 @@ def stated_looks(params: list) -> tuple[np.ndarray, np.ndarray]:
     (N, T, H, W) uint8 (the shape's cover of each pixel, 0-255) and primary colours (N, 3) in
     [0, 1]; zeros for named characters, whose captions state no look (toyworld.caption)."""
     from jvideo.toyworld.render import shape_cover
-    from jvideo.toyworld.world import COLOURS
     q = params[0]
     silhouettes = np.zeros((len(params), q.frames, q.height, q.width), np.uint8)
     rgb = np.zeros((len(params), 3), np.float32)
     for i, q in enumerate(params):
         if q.name is None:
             silhouettes[i] = np.rint(shape_cover(q.look.shape, q.track, q.height, q.width) * 255)
-            rgb[i] = np.asarray(COLOURS[q.look.primary], np.float32) / 255
+            rgb[i] = colour_rgb(q.look.primary)
     return silhouettes, rgb
 
 
@@ -428,10 +427,9 @@ def pasted_references(data: dict, idx: np.ndarray, given: np.ndarray, frame_ids:
 def start_dit_from(dit, preset: Preset, checkpoint: Path) -> None:
     """Load `checkpoint`'s DiT (the weights it samples with) into `dit` to fine-tune it. The two
     must be built alike but for layout channels this preset adds (layout_look): their rows of
-    the layout embedding start at zero, so the loaded DiT starts out drawing what it drew."""
+    the layout embedding start at zero, so the loaded DiT starts out drawing what it drew.
+    train() has checked that `checkpoint` holds preset.json, vae/ and dit/."""
     from jvideo.models import from_pretrained
-    if not (checkpoint / "preset.json").is_file() or not (checkpoint / "dit").is_dir():
-        raise JVideoError(f"--dit-from {checkpoint}: not a jvideo training checkpoint (no preset.json and dit/)")
     theirs = Preset.from_dict(st.read_json(checkpoint / "preset.json"))
     mine, old = dit_config(preset), dit_config(theirs)
     if replace(old, layout_channels=mine.layout_channels) != mine or old.layout_channels > mine.layout_channels:
