@@ -93,8 +93,10 @@ def test_fused_matches_torch_and_reference(name):
 
 
 def test_attention_extreme_scores_and_tiny_shapes():
-    """Large logits (online softmax must rescale), a single query, keys < one tile, explicit scale."""
-    for (L, S, D), scale in (((1, 3, 5), 0.7), ((33, 129, 16), 8.0)):
+    """Large logits (online softmax must rescale), a single query, keys < one tile, explicit scale;
+    lengths either side of each tile size the forward picks (16 / 32 rows, 32 / 64 / 128 keys)."""
+    for (L, S, D), scale in (((1, 3, 5), 0.7), ((33, 129, 16), 8.0), ((16, 17, 24), 3.0), ((17, 16, 24), 3.0),
+                             ((16, 33, 8), 3.0), ((17, 64, 8), 3.0), ((16, 65, 8), 3.0), ((40, 32, 8), 3.0)):
         q, k, v = arr(1, 2, L, D, scale=3.0), arr(1, 2, S, D, scale=3.0), arr(1, 2, S, D)
         gout = arr(1, 2, L, D)
         want, want_g = run_torch(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=scale),

@@ -536,53 +536,54 @@ static inline void load_rows_t(float* dst, int ncol_pad, int Dp, const float* sr
 // A task is one (b, h) and a range of query blocks: it packs K^T and V once (zero padded to
 // tile multiples, O(S) per thread), then streams its query blocks over the key tiles with an
 // online softmax. The L x S score matrix never exists; one BR x BC tile lives in L1.
-static void attn_fwd(const float* q, const float* k, const float* v, float* o, float* lse, int BH,
-                     int L, int S, int D, float scale) {
+template <int TR, int TC>
+static void attn_fwd_tiled(const float* q, const float* k, const float* v, float* o, float* lse,
+                           int BH, int L, int S, int D, float scale) {
   const int Dp = (D + 15) & ~15;
-  const int Sp = (S + BC - 1) / BC * BC;
-  const int nqb = (L + BR - 1) / BR;
+  const int Sp = (S + TC - 1) / TC * TC;
+  const int nqb = (L + TR - 1) / TR;
   // split each (b, h) into enough query ranges to keep every thread busy
   const int nsplit = std::min(nqb, std::max(1, (4 * omp_get_max_threads() + BH - 1) / BH));
 #pragma omp parallel
   {
-    float *Qs = falloc(BR * Dp), *Kt = falloc((long)Dp * Sp), *Vp = falloc((long)Sp * Dp);
-    float *Sb = falloc(BR * BC), *acc = falloc(BR * Dp);
-    float m[BR], l[BR];
+    float *Qs = falloc(TR * Dp), *Kt = falloc((long)Dp * Sp), *Vp = falloc((long)Sp * Dp);
+    float *Sb = falloc(TR * TC), *acc = falloc(TR * Dp);
+    float m[TR], l[TR];
     long packed = -1;
 #pragma omp for schedule(dynamic, 1)
     for (long t = 0; t < (long)BH * nsplit; t++) {
       const long bh = t / nsplit;
       const int part = t % nsplit;
-      if (packed != bh) {  // K^T block-major (Dp x BC per key tile): unit stride in gemm
-        for (int j0 = 0; j0 < S; j0 += BC)
-          load_rows_t(Kt + (long)j0 * Dp, BC, Dp, k + (bh * S + j0) * D, std::min(BC, S - j0), D);
+      if (packed != bh) {  // K^T block-major (Dp x TC per key tile): unit stride in gemm
+        for (int j0 = 0; j0 < S; j0 += TC)
+          load_rows_t(Kt + (long)j0 * Dp, TC, Dp, k + (bh * S + j0) * D, std::min(TC, S - j0), D);
         load_rows(Vp, Sp, Dp, v + bh * S * D, S, D, 1.0f);
         packed = bh;
       }
       for (int qb = nqb * part / nsplit; qb < nqb * (part + 1) / nsplit; qb++) {
-        const int i0 = qb * BR, rows = std::min(BR, L - i0);
-        load_rows(Qs, BR, Dp, q + (bh * L + i0) * D, rows, D, scale);
-        std::memset(acc, 0, sizeof(float) * BR * Dp);
-        for (int i = 0; i < BR; i++) { m[i] = -1e30f; l[i] = 0.f; }
-        for (int j0 = 0; j0 < S; j0 += BC) {
-          const int cols = std::min(BC, S - j0);
-          std::memset(Sb, 0, sizeof(float) * BR * BC);
-          gemm_acc(BR, BC, Dp, Qs, Dp, Kt + (long)j0 * Dp, BC, Sb, BC);
-          for (int i = 0; i < BR; i++) {
-            float* s = Sb + i * BC;
-            if (i >= rows) { std::memset(s, 0, sizeof(float) * BC); continue; }
-            for (int j = cols; j < BC; j++) s[j] = -1e30f;
+        const int i0 = qb * TR, rows = std::min(TR, L - i0);
+        load_rows(Qs, TR, Dp, q + (bh * L + i0) * D, rows, D, scale);
+        std::memset(acc, 0, sizeof(float) * TR * Dp);
+        for (int i = 0; i < TR; i++) { m[i] = -1e30f; l[i] = 0.f; }
+        for (int j0 = 0; j0 < S; j0 += TC) {
+          const int cols = std::min(TC, S - j0);
+          std::memset(Sb, 0, sizeof(float) * TR * TC);
+          gemm_acc(TR, TC, Dp, Qs, Dp, Kt + (long)j0 * Dp, TC, Sb, TC);
+          for (int i = 0; i < TR; i++) {
+            float* s = Sb + i * TC;
+            if (i >= rows) { std::memset(s, 0, sizeof(float) * TC); continue; }
+            for (int j = cols; j < TC; j++) s[j] = -1e30f;
             vf mx = vload(s);
-            for (int j = VL; j < BC; j += VL) { vf x = vload(s + j); mx = x > mx ? x : mx; }
+            for (int j = VL; j < TC; j += VL) { vf x = vload(s + j); mx = x > mx ? x : mx; }
             const float mnew = std::max(m[i], hmax(mx));
             vf sum = {};
-            for (int j = 0; j < BC; j += VL) {
+            for (int j = 0; j < TC; j += VL) {
               vf p = vexp(vload(s + j) - mnew);
               vstore(s + j, p);
               sum += p;
             }
             float extra = 0.f;  // masked columns: exp clamps at e^-87, not 0
-            for (int j = cols; j < BC; j++) { extra += s[j]; s[j] = 0.f; }
+            for (int j = cols; j < TC; j++) { extra += s[j]; s[j] = 0.f; }
             const float alpha = std::exp(m[i] - mnew);
             l[i] = l[i] * alpha + hsum(sum) - extra;
             if (alpha != 1.0f) {
@@ -591,7 +592,7 @@ static void attn_fwd(const float* q, const float* k, const float* v, float* o, f
             }
             m[i] = mnew;
           }
-          gemm_acc(BR, Dp, BC, Sb, BC, Vp + (long)j0 * Dp, Dp, acc, Dp);
+          gemm_acc(TR, Dp, TC, Sb, TC, Vp + (long)j0 * Dp, Dp, acc, Dp);
         }
         for (int i = 0; i < rows; i++) {
           const float inv = 1.0f / l[i];
@@ -602,6 +603,22 @@ static void attn_fwd(const float* q, const float* k, const float* v, float* o, f
       }
     }
     free(Qs); free(Kt); free(Vp); free(Sb); free(acc);
+  }
+}
+
+
+// Tiles sized to the problem: a video DiT's attention is often short (16 tokens a frame, 17
+// frames), and a 32 x 128 tile would spend most of its products and exps on padding.
+static void attn_fwd(const float* q, const float* k, const float* v, float* o, float* lse, int BH,
+                     int L, int S, int D, float scale) {
+  if (L <= 16) {
+    if (S <= 32) attn_fwd_tiled<16, 32>(q, k, v, o, lse, BH, L, S, D, scale);
+    else if (S <= 64) attn_fwd_tiled<16, 64>(q, k, v, o, lse, BH, L, S, D, scale);
+    else attn_fwd_tiled<16, BC>(q, k, v, o, lse, BH, L, S, D, scale);
+  } else {
+    if (S <= 32) attn_fwd_tiled<BR, 32>(q, k, v, o, lse, BH, L, S, D, scale);
+    else if (S <= 64) attn_fwd_tiled<BR, 64>(q, k, v, o, lse, BH, L, S, D, scale);
+    else attn_fwd_tiled<BR, BC>(q, k, v, o, lse, BH, L, S, D, scale);
   }
 }
 
