@@ -33,6 +33,7 @@ COMMAND_MODULES = (
 BENCH_TARGETS = {
     "kernels": "kernels.bench",
     "model": "jvideo.bench",
+    "shot": "jvideo.generation.bench_shot",
     "montage": "montage.bench",
     "distributed": "jvideo.distributed_bench",
     "film-threshold": "film.calibrate",

@@ -5,7 +5,8 @@ right in a quarter to a third of the shots and its whole look almost never. This
 path does not rely on the DiT having learnt to copy a look. It is a spatial form of the masked
 conditioning of VDT and RePaint: some latent cells are known, the DiT completes the rest.
 
-1. Sample the shot as usual (text, layout, reference tokens): the first pass.
+1. Sample the shot as usual (text, layout, reference tokens), at Generator.plate_steps steps:
+   the first pass; only its background is used.
 2. Cut the character out of the reference (the detector's object mask), scale and turn it to the
    planned track's pose in every frame and paste it over the first pass's decoded frames.
 3. Encode the pasted frames: the known latent z, and the pasted alpha pooled to the latent grid:

@@ -51,9 +51,14 @@ class Generator:
     dit: object
     text: TextConditioner
     # How the pasted reference frames become the latents the second pass holds (generation/
-    # invert.py), and how the held cells are settled among the DiT's after it.
-    inversion: Inversion = field(default_factory=Inversion)
+    # invert.py), and how the held cells are settled among the DiT's after it. The settling is
+    # what keeps the look; 4 steps on the pasted frames kept as many held shots as 8 (README,
+    # item 27).
+    inversion: Inversion = field(default_factory=lambda: Inversion(steps=4))
     settle: Inversion = field(default_factory=Inversion)
+    # DDIM steps of a held shot's first pass, which only gives the paste its clean plate and its
+    # lighting (the second pass redraws every cell it does not hold; item 27).
+    plate_steps: int = 8
 
     @classmethod
     def load(cls, folder: str | Path) -> "Generator":
@@ -102,7 +107,8 @@ class Generator:
         A layout-conditioned DiT (DiTPreset.layout) gets each prompt's planned layout
         (generation/layout.py, from the prompt and the seed) in every branch. With references,
         a layout and hold > 0, a second pass holds each reference's cut-out on the planned track
-        for that fraction of the steps (generation/inpaint.py).
+        for that fraction of the steps (generation/inpaint.py); the first pass, which then only
+        gives the paste its plate, takes min(steps, plate_steps) steps.
         """
         frames = frames or self.preset.frames
         for p in prompts:
@@ -111,11 +117,12 @@ class Generator:
         shared = self.preset.dit.shared_noise
         noise = np.stack([clip_noise(np.random.default_rng(seed).standard_normal, (c, frames, s, s), shared)
                           for seed in seeds]).astype(np.float32)
+        holding = references is not None and hold > 0 and self.preset.dit.layout
         with jt.no_grad():
             condition = self._condition(prompts, references, seeds, frames, ref_cfg)
-            x = self._denoise(noise, condition, steps, cfg, ref_cfg)
+            x = self._denoise(noise, condition, min(steps, self.plate_steps) if holding else steps, cfg, ref_cfg)
             video = tensor_to_frames(self.vae.decode(x / self.vae.scaling_factor))
-            if references is not None and hold > 0 and self.preset.dit.layout:
+            if holding:
                 known, mask, pasted, alphas = self._pasted(video, references, prompts, seeds, frames)
                 x = self._denoise(noise, condition, steps, cfg, ref_cfg, known, mask, hold, seeds)
                 if round(hold * steps) >= steps:   # held to the end: the held cells are the paste's
