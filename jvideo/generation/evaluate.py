@@ -155,7 +155,8 @@ def vae_ceiling(gen, n: int, seed: int) -> dict[str, float]:
     close-up clips, next to the same on the rendered clips themselves; and the whole look
     (shape, primary, secondary: "look") of the cast, moving, in n // 8 clips per member (at
     least 1): the most an identity shot can show through this VAE; "look_inverted" the same
-    through the decoder from latents inverted as held references are (gen.inversion)."""
+    through the decoder from latents inverted as a held shot's cells are at the end (gen.settle,
+    the longer of its two inversions)."""
     from kernels import runtime
 
     from jvideo.toyworld.render import object_mask
@@ -189,7 +190,7 @@ def vae_ceiling(gen, n: int, seed: int) -> dict[str, float]:
             params = sample_params(rng, look=member.look, name=member.name, motion=str(rng.choice(MOVING)),
                                    camera=str(rng.choice(["medium", "close-up"])), frames=8, size=size)
             clip = render_clip(params)
-            inverted = decoded(invert(gen.vae, frames_to_tensor(clip), object_mask(params), gen.inversion))
+            inverted = decoded(invert(gen.vae, frames_to_tensor(clip), object_mask(params), gen.settle))
             for tag, frames in (("", roundtrip(clip)), ("_rendered", clip), ("_inverted", inverted)):
                 hits["look" + tag].append(detect(frames).matches(member.look, LOOK_ATTRIBUTES))
     return {k: float(np.mean(v)) for k, v in hits.items()}
