@@ -4,7 +4,8 @@ torch.compile, measured side by side in one run.
 For each op at DiT-S/2 (C=384, 6 heads) and DiT-XL/2 (C=1152, 16 heads) shapes, batch 8, 256
 and 1024 tokens: median milliseconds after warm-up, speed-ups, achieved GB/s against a
 STREAM-style triad measured in the same run (jt.code, OpenMP), GFLOP/s and extra memory for
-attention; then one whole DiT block (kernels/block.py), forward and forward+backward.
+attention; attention at jvideo's own short sequences too (tinyS: 16 tokens, tinyT: 17
+positions); then one whole DiT block (kernels/block.py), forward and forward+backward.
 Thread counts are set on both sides (OMP_NUM_THREADS before Jittor loads, torch.set_num_threads).
 """
 from __future__ import annotations
