@@ -270,11 +270,16 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def machine() -> dict:
+    """The machine a benchmark ran on, for its JSON: CPU, cores, date (UTC)."""
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(argv or []))
     res = run(args)
-    res["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    res["machine"] = machine()
     print(format_table(res))
     if "profile" in res:
         print("jittor profile (one forward):")

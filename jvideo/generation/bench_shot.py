@@ -12,14 +12,13 @@ issue 4's: one 16-frame 64x64 shot with 25 steps within 10 s on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from jvideo.bench import machine, time_interleaved
 
 from .state import write_json
 
@@ -67,7 +66,6 @@ def arms(gen, frames: int, steps: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from jvideo.bench import time_interleaved
     from jvideo.generation.sample import Generator
     gen = Generator.load(args.checkpoint)
     frames = args.frames or gen.preset.frames
@@ -93,8 +91,7 @@ def format_table(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(argv or []))
     res = run(args)
-    res["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    res["machine"] = machine()
     print(format_table(res))
     if args.json:
         write_json(args.json, res)

@@ -621,17 +621,17 @@ static void attn_fwd_tiled(const float* q, const float* k, const float* v, float
 
 // Tiles sized to the problem: a video DiT's attention is often short (16 tokens a frame, 17
 // frames), and a 32 x 128 tile would spend most of its products and exps on padding.
+template <int TR>
+static void attn_fwd_rows(const float* q, const float* k, const float* v, float* o, float* lse,
+                          int BH, int L, int S, int D, float scale) {
+  if (S <= 32) attn_fwd_tiled<TR, 32>(q, k, v, o, lse, BH, L, S, D, scale);
+  else if (S <= 64) attn_fwd_tiled<TR, 64>(q, k, v, o, lse, BH, L, S, D, scale);
+  else attn_fwd_tiled<TR, BC>(q, k, v, o, lse, BH, L, S, D, scale);
+}
 static void attn_fwd(const float* q, const float* k, const float* v, float* o, float* lse, int BH,
                      int L, int S, int D, float scale) {
-  if (L <= 16) {
-    if (S <= 32) attn_fwd_tiled<16, 32>(q, k, v, o, lse, BH, L, S, D, scale);
-    else if (S <= 64) attn_fwd_tiled<16, 64>(q, k, v, o, lse, BH, L, S, D, scale);
-    else attn_fwd_tiled<16, BC>(q, k, v, o, lse, BH, L, S, D, scale);
-  } else {
-    if (S <= 32) attn_fwd_tiled<BR, 32>(q, k, v, o, lse, BH, L, S, D, scale);
-    else if (S <= 64) attn_fwd_tiled<BR, 64>(q, k, v, o, lse, BH, L, S, D, scale);
-    else attn_fwd_tiled<BR, BC>(q, k, v, o, lse, BH, L, S, D, scale);
-  }
+  if (L <= 16) attn_fwd_rows<16>(q, k, v, o, lse, BH, L, S, D, scale);
+  else attn_fwd_rows<BR>(q, k, v, o, lse, BH, L, S, D, scale);
 }
 
 // P = exp(Qs Kt - lse) and dS = P * (dO Vt - Di) for one (query block, key block) pair.
