@@ -74,6 +74,8 @@ def check_jittor() -> list[Check]:
         Check("oneDNN", "on" if state.onednn else f"off: {state.onednn_reason}",
               state.onednn or state.backend == "cuda", True,
               "apt-get install libdnnl-dev, then 'python -m kernels.runtime prepare-onednn'"),
+        Check("compile fix", state.compile_fix_reason, state.compile_fix, False,
+              "'python -m kernels.runtime patch-jittor' (Jittor's parallel compiler can corrupt a graph)"),
     ]
 
 

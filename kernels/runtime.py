@@ -10,6 +10,8 @@ Every entry point (the CLI, the test suite, `import jvideo`, `import kernels.ops
   Debian's libdnnl (linked where Jittor looks). Without oneDNN we fall back to Jittor's slow
   CPU kernels and warn once.
 * Jittor's compile chatter stays out of normal output unless `verbose=True`.
+* Jittor's parallel op compiler gets a thread-safety fix (kernels/jittor_patch.py) before
+  its first build.
 
 This module never imports Jittor at module level and stays importable without it.
 """
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from kernels import jittor_patch
+
 # The folder name Jittor 1.3.x looks for under ~/.cache/jittor/mkl (see jittor/compile_extern.py).
 JITTOR_DNNL_NAME = "dnnl_lnx_2.2.0_cpu_gomp"
 SYSTEM_DNNL_LIBS = ("/usr/lib/x86_64-linux-gnu/libdnnl.so", "/usr/lib/aarch64-linux-gnu/libdnnl.so",
@@ -38,6 +42,8 @@ class RuntimeState:
     backend: str = "cpu"          # "cpu" or "cuda"
     onednn: bool = False
     onednn_reason: str = ""
+    compile_fix: bool = False     # kernels.jittor_patch applied to Jittor's source
+    compile_fix_reason: str = ""
     verbose: bool = False
     configured: bool = False
 
@@ -163,6 +169,7 @@ def configure(verbose: bool | None = None, probe: Callable[[], bool] = probe_cud
 
     STATE.backend = select_backend(probe)
     split_threads_between_ranks()
+    STATE.compile_fix, STATE.compile_fix_reason = jittor_patch.apply()
 
     if os.environ.get("use_mkl") == "0":
         STATE.onednn, STATE.onednn_reason = False, "disabled by use_mkl=0"
@@ -336,6 +343,10 @@ def _main(argv: list[str]) -> int:
         ok, reason = prepare_onednn()
         print(("ok: " if ok else "warning: ") + reason)
         return 0
+    if cmd == "patch-jittor":
+        fixed, reason = jittor_patch.apply()
+        print(("ok: " if fixed else "warning: ") + reason)
+        return 0
     if cmd == "warm":
         warm()
         return 0
@@ -343,7 +354,7 @@ def _main(argv: list[str]) -> int:
         state = configure()
         print(f"backend={state.backend} onednn={state.onednn} ({state.onednn_reason})")
         return 0
-    print(f"usage: python -m kernels.runtime [probe|prepare-onednn|warm]", file=sys.stderr)
+    print(f"usage: python -m kernels.runtime [probe|prepare-onednn|patch-jittor|warm]", file=sys.stderr)
     return 2
 
 

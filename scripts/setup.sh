@@ -48,6 +48,9 @@ fi
 step "oneDNN for Jittor"
 "$VPY" -m kernels.runtime prepare-onednn
 
+step "Jittor's parallel compiler: thread-safety fix (kernels/jittor_patch.py)"
+"$VPY" -m kernels.runtime patch-jittor
+
 step "warming Jittor's compile cache (first time: several minutes)"
 "$VPY" -m kernels.runtime warm
 # The training ops too, in one process: the suite's first Jittor test trains on two ranks, which
