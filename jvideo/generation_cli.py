@@ -143,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "diagnostic: tiny-v14 on moving clips only; also -shared, -highnoise), tiny-paste (a diagnostic: "
                         "tiny-v15 with the reference drawn into the subject's window), tiny-v16 (tiny-v15 fine-tuned with the "
                         "stated look, shape silhouette and colour, in the layout: use --dit-from), "
-                        "small (bigger machines), test")
+                        "tiny-v17 (the same look channels, tiny-v15's recipe from scratch), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of both stages")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--vae-from", default=None, metavar="CHECKPOINT",

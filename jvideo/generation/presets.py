@@ -241,6 +241,9 @@ _TINY_V15 = replace(_TINY_V11, name="tiny-v15", dit=replace(_TINY_V11.dit, layou
 # steps at a third of the rate, with a shorter weight average (about the last 200 steps).
 _TINY_V16 = replace(_TINY_V15, name="tiny-v16",
                     dit=replace(_TINY_V15.dit, layout_look=True, steps=800, lr=3e-4, ema=0.995))
+# tiny-v15's recipe from scratch (5000 steps at 1e-3, weight average 0.999) with the stated look
+# in the layout: what tiny-v16's 800-step fine-tune could not test.
+_TINY_V17 = replace(_TINY_V15, name="tiny-v17", dit=replace(_TINY_V15.dit, layout_look=True))
 _TINY_MOTION = replace(_TINY_V11, name="tiny-motion",
                        dit=replace(_TINY_V11.dit, frame_modulation=True, motions=("left", "right", "up", "down"),
                                    image_every=0, image_batch=0, steps=2500))
@@ -301,6 +304,8 @@ PRESETS = {
     # stated shape's silhouette and colour on the track; fine-tuned from tiny-v15 with
     # --dit-from (README, "Generation", item 26).
     "tiny-v16": _TINY_V16,
+    # tiny-v15 with layout_look, trained from scratch (README, "Generation", item 28).
+    "tiny-v17": _TINY_V17,
     # A diagnostic: tiny-v15 with the reference drawn into the subject's window
     # (DiTPreset.reference_paste), 3000 steps (README, "Generation", item 23).
     "tiny-paste": replace(_TINY_V15, name="tiny-paste", dit=replace(_TINY_V15.dit, reference_paste=True, steps=3000)),
