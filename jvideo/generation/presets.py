@@ -304,7 +304,7 @@ PRESETS = {
     # stated shape's silhouette and colour on the track; fine-tuned from tiny-v15 with
     # --dit-from (README, "Generation", item 26).
     "tiny-v16": _TINY_V16,
-    # tiny-v15 with layout_look, trained from scratch (README, "Generation", item 28).
+    # tiny-v15 with layout_look, trained from scratch: the run item 26 of the README calls for.
     "tiny-v17": _TINY_V17,
     # A diagnostic: tiny-v15 with the reference drawn into the subject's window
     # (DiTPreset.reference_paste), 3000 steps (README, "Generation", item 23).
