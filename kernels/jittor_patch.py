@@ -52,28 +52,31 @@ def patched_text(text: str) -> str | None:
     return text.replace(_INCLUDE, _INCLUDE_NEW).replace(_HEAD, _HEAD_NEW).replace(_TAIL, _TAIL_NEW)
 
 
-def status(path: Path | None = None) -> tuple[bool, str]:
-    """(fixed, what was found) without changing anything."""
-    path = path or source_file()
+def _examine(path: Path | None) -> tuple[bool, str, str | None]:
+    """(fixed, what was found, the fixed source to write or None), from one read of the file."""
     if path is None or not path.exists():
-        return False, "Jittor source not found"
+        return False, "Jittor source not found", None
     text = path.read_text()
     if MARKER in text:
-        return True, f"applied ({path})"
-    if patched_text(text) is None:
-        return False, f"unknown Jittor source ({path}): not patched"
-    return False, f"not applied ({path})"
+        return True, f"applied ({path})", None
+    new = patched_text(text)
+    if new is None:
+        return False, f"unknown Jittor source ({path}): not patched", None
+    return False, f"not applied ({path})", new
+
+
+def status(path: Path | None = None) -> tuple[bool, str]:
+    """(fixed, what was found) without changing anything."""
+    fixed, reason, _ = _examine(path or source_file())
+    return fixed, reason
 
 
 def apply(path: Path | None = None) -> tuple[bool, str]:
     """Patch Jittor's source in place (atomically). Returns (fixed, what happened)."""
     path = path or source_file()
-    fixed, reason = status(path)
-    if fixed or path is None or not path.exists():
-        return fixed, reason
-    new = patched_text(path.read_text())
+    fixed, reason, new = _examine(path)
     if new is None:
-        return False, reason
+        return fixed, reason
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         tmp.write_text(new)
