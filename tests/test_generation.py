@@ -411,6 +411,45 @@ def test_layout_conditioning_trains_and_samples_from_the_plan(checkpoint, tmp_pa
     assert not gen.layouts(["Mira moves left on the grass"], [1], 4)[0, 2:].any()
 
 
+def test_decoder_stage_fine_tunes_the_decoder_alone_and_keeps_the_dit(checkpoint, tmp_path, monkeypatch, capsys):
+    """VAEPreset.decoder_steps with a DiT of 0 steps (tiny-v18's recipe on the test preset): the
+    encoder and the DiT are the --dit-from checkpoint's to the bit, the decoder has moved and
+    OUT/vae holds it, samples come out, --resume keeps everything; a DiT of 0 steps without
+    --dit-from is refused in one line."""
+    from dataclasses import replace
+
+    from safetensors.numpy import load_file
+
+    from jvideo.generation import presets
+    from jvideo.generation.sample import Generator
+    base = presets.PRESETS["test"]
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, vae=replace(base.vae, decoder_steps=2),
+                                                         dit=replace(base.dit, steps=0)))
+    out = tmp_path / "decoder"
+    assert cli.main(["train", "--preset", "test", "--dit-from", str(checkpoint), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "decoder: 2 steps" in printed and f"dit: reused from {checkpoint}" in printed
+
+    def weights(folder, part):
+        return load_file(str(folder / part / "diffusion_pytorch_model.safetensors"))
+
+    ours, theirs = weights(out, "vae"), weights(checkpoint, "vae")
+    assert ours.keys() == theirs.keys()
+    kept = [k for k in ours if not k.startswith(("decoder.", "post_quant_conv."))]
+    assert kept and all(np.array_equal(ours[k], theirs[k]) for k in kept)
+    assert any(not np.array_equal(ours[k], theirs[k]) for k in ours if k.startswith("decoder."))
+    dit = weights(out, "dit")
+    assert all(np.array_equal(dit[k], v) for k, v in weights(checkpoint, "dit").items())
+    assert json.loads((out / "state" / "decoder.json").read_text())["step"] == 2 and (out / "loss.png").exists()
+    assert Generator.load(out).generate("a red circle moves left on the grass", seed=1, steps=2).shape == (4, 32, 32, 3)
+    assert cli.main(["train", "--preset", "test", "--resume", "--out", str(out)]) == 0
+    assert f"dit: reused from {checkpoint}" in capsys.readouterr().out
+    assert all(np.array_equal(weights(out, "vae")[k], v) for k, v in ours.items())
+    capsys.readouterr()
+    assert cli.main(["train", "--preset", "test", "--out", str(tmp_path / "no-dit")]) == 2
+    assert "--dit-from" in capsys.readouterr().err
+
+
 def test_stated_look_is_drawn_on_the_track():
     """plan_layout(look=True): the stated shape's silhouette, folded into the latent cells,
     unfolds to shape_cover on the planned track, and the detector reads that silhouette as the

@@ -2,7 +2,9 @@
 
 Layout of the output folder (each part written atomically):
     OUT/preset.json                 the preset used (a resumed run must match it)
-    OUT/vae/                        AutoencoderKL (config.json + safetensors)
+    OUT/vae/                        AutoencoderKL (config.json + safetensors); with a decoder
+                                    stage (VAEPreset.decoder_steps) its fine-tuned decoder
+    OUT/decoder/                    the decoder stage's checkpoint (the whole VAE), if any
     OUT/dit/                        Latte video DiT (config.json + safetensors); with an EMA
                                     (DiTPreset.ema) the averaged weights, which sampling uses
     OUT/state/{stage}.json          step, losses, latent scale; {stage}.moments.safetensors: AdamW;
@@ -75,11 +77,12 @@ class Stage:
     """One training stage with its own AdamW, checkpointing and resume."""
 
     def __init__(self, name: str, out: Path, model, lr: float, steps: int, every: int, schedule: str = "constant",
-                 ema: float = 0.0):
+                 ema: float = 0.0, parameters: list | None = None):
         if schedule not in ("constant", "cosine"):
             raise JVideoError(f"unknown learning-rate schedule {schedule!r} (constant or cosine)")
         self.name, self.out, self.model, self.steps, self.every = name, out, model, steps, every
-        self.optimizer = jt.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        # `parameters`: the ones this stage trains (default: all of the model's)
+        self.optimizer = jt.optim.AdamW(parameters or model.parameters(), lr=lr, weight_decay=0.0)
         self.base_lr, self.schedule = lr, schedule
         self.step = 0
         self.losses: list[float] = []
@@ -165,9 +168,18 @@ class Stage:
         return StageResult(self.name, self.step, time.time() - start, _mean_tail(self.losses))
 
 
+def frame_batch(preset: Preset, rng: np.random.Generator, object_weight: float):
+    """A VAE step's frames: batch // 4 clips of 4 frames -> (frames (N, 3, H, W) in [-1, 1],
+    pixel loss weights (N, 1, H, W): 1 + object_weight on the object)."""
+    from jvideo.toyworld.dataset import sample_batch
+    batch = sample_batch(rng, max(1, preset.vae.batch // 4), frames=4, size=preset.size)
+    x = frames_to_tensor(batch.frames.reshape((-1,) + batch.frames.shape[2:]))
+    weight = object_weights(batch.params, 1, object_weight)                        # (clips, T, H, W)
+    return x, jt.array(weight.reshape((-1, 1) + weight.shape[2:]))
+
+
 def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator) -> tuple[object, StageResult]:
     """Per-frame AutoencoderKL: reconstruction (MSE + L1) + a small KL term."""
-    from jvideo.toyworld.dataset import sample_batch
     p = preset.vae
     if p.colour_anchor and p.latent_channels < 3:
         raise JVideoError("colour_anchor needs at least 3 latent channels")
@@ -182,10 +194,7 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
         stage.steps = stage.step   # another checkpoint's VAE (adopt_vae): never trained here
 
     def loss_fn(step: int):
-        batch = sample_batch(rng, max(1, p.batch // 4), frames=4, size=preset.size)
-        x = frames_to_tensor(batch.frames.reshape((-1,) + batch.frames.shape[2:]))  # (N, 3, H, W)
-        weight = object_weights(batch.params, 1, p.object_weight)                    # (N, T, H, W)
-        weight = jt.array(weight.reshape((-1, 1) + weight.shape[2:]))                  # (N*T, 1, H, W)
+        x, weight = frame_batch(preset, rng, p.object_weight)
         posterior = vae.encode(x)
         recon = vae.decode(posterior.sample())
         err = recon - x
@@ -204,6 +213,33 @@ def train_vae(preset: Preset, out: Path, resume: bool, rng: np.random.Generator)
     vae.config.scaling_factor = vae.scaling_factor
     stage.save()
     return vae, result
+
+
+def train_decoder(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Generator) -> StageResult:
+    """The VAE's decoder (and post_quant_conv) alone, on the frozen encoder's latents
+    (VAEPreset.decoder_steps); when done the fine-tuned VAE is also written as OUT/vae, what
+    sampling loads. The encoder, and so the DiT's latent space and scale, do not change."""
+    from jvideo.models import save_pretrained
+    p = preset.vae
+    trained = list(vae.decoder.parameters())
+    if vae.post_quant_conv is not None:
+        trained += list(vae.post_quant_conv.parameters())
+    stage = Stage("decoder", out, vae, p.decoder_lr, p.decoder_steps, preset.checkpoint_every, "cosine",
+                  parameters=trained)
+    if resume:
+        stage.resume()
+
+    def loss_fn(step: int):
+        x, weight = frame_batch(preset, rng, p.decoder_object_weight)
+        with jt.no_grad():
+            z = vae.encode(x).sample()
+        err = vae.decode(z.stop_grad()) - x
+        return weighted_mean(err * err + err.abs(), weight)
+
+    result = stage.run(loss_fn)
+    if dist.is_main():
+        save_pretrained(vae, out / "vae")
+    return result
 
 
 def average_pool(x, cell: int):
@@ -344,6 +380,8 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
     With `start_from` (a checkpoint) a new run starts from that checkpoint's DiT (fine-tuning)."""
     from jvideo.toyworld.captions import caption
     p = preset.dit
+    if p.steps == 0:
+        return keep_dit(preset, out, start_from)
     data = encode_dataset(vae, preset, out)
     cell = preset.size // preset.latent_size
     # (N, 1, T, h, w): the object's cover of each latent cell; cells it touches weigh more in
@@ -396,6 +434,24 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
                       jt.array(np.ascontiguousarray(weights)), layout)
 
     return stage.run(loss_fn)
+
+
+def keep_dit(preset: Preset, out: Path, start_from: Path) -> StageResult:
+    """A DiT stage of no steps: `start_from`'s DiT as this run's, saved once (a recipe that
+    changes only the decoder, VAEPreset.decoder_steps)."""
+    if not dist.is_main():   # rank 0 alone reads and writes OUT, and reports
+        return StageResult("dit", 0, 0.0, float("nan"))
+    state = out / "state" / "dit.json"
+    if not state.exists():
+        if start_from is None:   # a resumed run stopped before it saved the DiT
+            raise JVideoError(f"{out}: the {preset.name} preset keeps another checkpoint's DiT; "
+                              "resume with --dit-from CHECKPOINT")
+        dit = build_dit(preset)
+        start_dit_from(dit, preset, start_from)
+        stage = Stage("dit", out, dit, preset.dit.lr, 0, preset.checkpoint_every, ema=preset.dit.ema)
+        stage.extra["started_from"] = str(start_from)
+        stage.save()
+    return StageResult("dit", 0, 0.0, float("nan"), reused_from=st.read_json(state)["extra"]["started_from"])
 
 
 def stated_looks(params: list) -> tuple[np.ndarray, np.ndarray]:
@@ -468,16 +524,18 @@ def plot_losses(out: Path, preset: Preset) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, stage in zip(axes, ("vae", "dit")):
+    stages = [s for s in ("vae", "decoder", "dit") if s != "decoder" or preset.vae.decoder_steps]
+    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5))
+    for ax, stage in zip(axes, stages):
         path = out / "state" / f"{stage}.json"
         if not path.exists():
             ax.set_visible(False)
             continue
         data = st.read_json(path)
         losses = np.asarray(data["losses"])
-        if not len(losses):   # a reused VAE (adopt_vae) has no losses of its own here
-            ax.text(0.5, 0.5, f"reused from\n{data.get('extra', {}).get('reused_from', '?')}",
+        if not len(losses):   # a reused VAE (adopt_vae) or DiT (keep_dit) has no losses of its own here
+            extra = data.get("extra", {})
+            ax.text(0.5, 0.5, f"reused from\n{extra.get('reused_from') or extra.get('started_from', '?')}",
                     ha="center", va="center", transform=ax.transAxes)
             ax.set_title(f"{stage}")
             ax.set_axis_off()
@@ -546,6 +604,9 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
         if steps < 1:
             raise JVideoError("--steps must be at least 1")
         preset.vae.steps = preset.dit.steps = steps
+        preset.vae.decoder_steps = steps if preset.vae.decoder_steps else 0
+    if preset.dit.steps == 0 and dit_from is None and not resume:
+        raise JVideoError(f"the {preset.name} preset trains no DiT: give --dit-from CHECKPOINT, whose DiT it keeps")
     local = per_rank_preset(preset, world.size)
     out = Path(out)
 
@@ -568,8 +629,11 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
     rng = np.random.default_rng(seed if world.rank == 0 else [seed, world.rank])
     jt.set_global_seed(preset.seed)   # Jittor adds 2591 * rank: each rank its own noise
     vae, vae_result = train_vae(local, out, resume or vae_from is not None, rng)
-    dit_result = train_dit(local, vae, out, resume, rng, None if dit_from is None else Path(dit_from))
+    results = [vae_result]
+    if local.vae.decoder_steps:
+        results.append(train_decoder(local, vae, out, resume, rng))
+    results.append(train_dit(local, vae, out, resume, rng, None if dit_from is None else Path(dit_from)))
     if world.is_main:
         plot_losses(out, preset)
     dist.barrier()
-    return [vae_result, dit_result]
+    return results
