@@ -199,7 +199,9 @@ class DDIMScheduler(NoiseSchedule):
                 else x0.clamp(-cfg.clip_sample_range, cfg.clip_sample_range)
         variance = (np.float32(1) - a_prev) / b_t * (np.float32(1) - a_t / a_prev)
         std = np.float32(eta) * np.sqrt(variance)
-        direction = float(np.sqrt(np.float32(1) - a_prev - std ** 2)) * eps
+        # With a zero-terminal-SNR schedule and eta = 1 the first step's radicand is 0 and can
+        # round below it (diffusers' formula then gives NaN).
+        direction = float(np.sqrt(max(np.float32(1) - a_prev - std ** 2, np.float32(0)))) * eps
         prev = float(np.sqrt(a_prev)) * x0 + direction
         if eta > 0:
             if variance_noise is None:

@@ -75,6 +75,20 @@ def test_eta_needs_explicit_noise_and_matches():
         ours.step(out, t, x, eta=0.5)
 
 
+def test_full_stochasticity_from_pure_noise_stays_finite():
+    """eta = 1 with a zero-terminal-SNR schedule (v-prediction, trailing steps): the first step's
+    deterministic share is 1 - a_prev - std^2 = 0 exactly in theory, and can round below zero."""
+    ours = DDIMScheduler(beta_schedule="linear", rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                         timestep_spacing="trailing", clip_sample=False)
+    ours.set_timesteps(25)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 4, 4)).astype(np.float32)
+    for t in ours.timesteps:
+        out, z = (rng.standard_normal(x.shape).astype(np.float32) for _ in range(2))
+        x = ours.step(out, int(t), x, eta=1.0, variance_noise=z)
+        assert np.isfinite(x).all(), f"step {t}"
+
+
 @pytest.mark.parametrize("fused", [pytest.param(True, id="fused"), pytest.param(False, id="reference")])
 def test_ten_step_ddim_loop_matches_diffusers(tmp_path_factory, fused):
     """Same DiT weights, same initial noise, classifier-free guidance: ours (Jittor) vs
