@@ -144,7 +144,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tiny-v15 with the reference drawn into the subject's window), tiny-v16 (tiny-v15 fine-tuned with the "
                         "stated look, shape silhouette and colour, in the layout: use --dit-from), "
                         "tiny-v17 (the same look channels, tiny-v15's recipe from scratch), tiny-v18 (tiny-v15 "
-                        "with its VAE decoder fine-tuned, its DiT kept: use --dit-from), small (bigger machines), test")
+                        "with its VAE decoder fine-tuned, its DiT kept: use --dit-from), tiny-v19 (tiny-v15 with "
+                        "per-block timestep modulation), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of every stage")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--vae-from", default=None, metavar="CHECKPOINT",

@@ -306,6 +306,25 @@ def test_frame_modulation_trains_and_samples(checkpoint, tmp_path, monkeypatch):
     assert shot.shape == (4, 32, 32, 3)
 
 
+def test_block_modulation_trains_and_samples(checkpoint, tmp_path, monkeypatch):
+    """DiTPreset.block_modulation: each block's map starts at zero, training moves it, and the
+    run's checkpoint samples."""
+    from dataclasses import replace
+
+    from jvideo.generation import presets
+    from jvideo.generation.sample import Generator
+    base = presets.PRESETS["test"]
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, block_modulation=True)))
+    out = tmp_path / "blocks"
+    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
+    gen = Generator.load(out)
+    assert gen.dit.config.block_modulation
+    for blocks in (gen.dit.transformer_blocks, gen.dit.temporal_transformer_blocks):
+        assert all(np.abs(block.block_modulation.weight.numpy()).max() > 0 for block in blocks)
+    shot = gen.generate("a red circle moves left on the grass", seed=1, steps=2)
+    assert shot.shape == (4, 32, 32, 3)
+
+
 def test_planned_layout_follows_the_prompt():
     """plan_layout: the subject's cover travels the stated way (right: its centre's column rises,
     up: its row falls), stays put when the prompt says still or nothing, is bigger in a close-up

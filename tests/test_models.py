@@ -428,6 +428,33 @@ def test_latte_frame_modulation(latte_pair, tmp_path):
     assert max_err(again(x, t, text).numpy(), ours(x, t, text).numpy()) == 0.0
 
 
+def test_latte_block_modulation(latte_pair, tmp_path):
+    """jvideo's extension: with its zero-initialised per-block maps the model equals the plain
+    one; once a block's map is learnt the output changes, and differently at two timesteps than
+    a constant offset would (it reads the timestep); save/load."""
+    _, model, folder = latte_pair
+    raw = json.loads((folder / "config.json").read_text())
+    ours = models.Latte(models.LatteConfig.from_dict({**raw, "block_modulation": True}))
+    ours.load_state_dict(model.state_dict())
+    rng = np.random.default_rng(13)
+    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
+    t = jt.array(np.array([300, 40]))
+    text = jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
+    plain = model(x, t, text).numpy()
+    assert max_err(ours(x, t, text).numpy(), plain) <= 1e-5
+    for blocks in (ours.transformer_blocks, ours.temporal_transformer_blocks):
+        linear = blocks[0].block_modulation
+        linear.weight.update(jt.array(rng.standard_normal(linear.weight.shape).astype(np.float32) * 0.05))
+    learnt = ours(x, t, text).numpy()
+    assert max_err(learnt, plain) > 1e-3
+    # The same clip at another timestep: the per-block map moves the output by a different amount.
+    t_other = jt.array(np.array([900, 900]))
+    assert abs(max_err(ours(x, t_other, text).numpy(), model(x, t_other, text).numpy())
+               - max_err(learnt, plain)) > 1e-4
+    again = models.from_pretrained(models.save_pretrained(ours, tmp_path / "blocks"))
+    assert max_err(again(x, t, text).numpy(), learnt) == 0.0
+
+
 def test_latte_layout_conditioning(latte_pair, tmp_path):
     """jvideo's extension: with its zero-initialised layout embedding the model equals the plain
     one whatever the layout; once the embedding is learnt the layout changes the output, only in

@@ -130,6 +130,10 @@ class DiTPreset:
     # shape's silhouette at pixel resolution and the stated primary colour (generation/layout.py).
     # In training, the clip's own look where its caption states it (anonymous objects).
     layout_look: bool = False
+    # Every block gets its own timestep-dependent modulation (LatteConfig.block_modulation,
+    # DiT's adaLN-Zero per block) beside adaLN-single's shared one: room to act differently at
+    # different noise levels, which a model trained on all of them lacked (README item 30).
+    block_modulation: bool = False
 
     def is_image_step(self, step: int) -> bool:
         """Whether training step `step` (from 0) is an image step: the last of every image_every,
@@ -257,6 +261,8 @@ _TINY_V17 = replace(_TINY_V15, name="tiny-v17", dit=replace(_TINY_V15.dit, layou
 # tiny-v15's DiT kept as it is (0 DiT steps: --dit-from gives it).
 _TINY_V18 = replace(_TINY_V15, name="tiny-v18", vae=replace(_TINY_V15.vae, decoder_steps=2000),
                     dit=replace(_TINY_V15.dit, steps=0))
+# tiny-v15 with per-block timestep modulation (DiTPreset.block_modulation), from scratch.
+_TINY_V19 = replace(_TINY_V15, name="tiny-v19", dit=replace(_TINY_V15.dit, block_modulation=True))
 _TINY_MOTION = replace(_TINY_V11, name="tiny-motion",
                        dit=replace(_TINY_V11.dit, frame_modulation=True, motions=("left", "right", "up", "down"),
                                    image_every=0, image_batch=0, steps=2500))
@@ -322,6 +328,9 @@ PRESETS = {
     # tiny-v15 with its decoder fine-tuned (VAEPreset.decoder_steps) and its DiT as it is:
     # jvideo train --preset tiny-v18 --dit-from jvideo/checkpoints/tiny-v15 (README, item 29).
     "tiny-v18": _TINY_V18,
+    # tiny-v15 with per-block timestep modulation (DiTPreset.block_modulation), from scratch with
+    # tiny-v15's VAE (--vae-from; README, "Generation", item 31).
+    "tiny-v19": _TINY_V19,
     # A diagnostic: tiny-v15 with the reference drawn into the subject's window
     # (DiTPreset.reference_paste), 3000 steps (README, "Generation", item 23).
     "tiny-paste": replace(_TINY_V15, name="tiny-paste", dit=replace(_TINY_V15.dit, reference_paste=True, steps=3000)),

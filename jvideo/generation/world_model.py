@@ -33,6 +33,7 @@ def dit_config(preset: Preset) -> LatteConfig:
                        reference_tokens=p.reference_tokens, pooled_conditioning=p.pooled_conditioning,
                        temporal_cross_attention=p.temporal_cross_attention,
                        frame_modulation=p.frame_modulation, layout_conditioning=p.layout,
+                       block_modulation=p.block_modulation,
                        layout_channels=layout_channels(preset.vae.latent_channels, p.reference_paste,
                                                        preset.size // preset.latent_size if p.layout_look else 0))
 

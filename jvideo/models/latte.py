@@ -36,6 +36,13 @@ H, W) on the latent grid: where the subject is (channel 0), whether a layout is 
 Its patches are embedded by a convolution of the patch's size, zero at the start as ControlNet's
 zero convolutions are, and added to the frame's tokens, so the model starts as the plain one and
 learns to draw the subject where the layout puts it (jvideo.generation.layout).
+
+With `block_modulation` (also jvideo's) every block also gets its own linear map of the embedded
+timestep (and pooled conditioning) to its 6 modulation vectors, added to the shared one: DiT's
+adaLN-Zero, per block, on top of PixArt's adaLN-single. Under adaLN-single all blocks share the
+one timestep-dependent modulation (a block adds only a constant table), so a small network has
+little room to behave differently at different noise levels. Zero at the start, so the model
+starts as the plain one.
 """
 from __future__ import annotations
 
@@ -90,6 +97,8 @@ class LatteConfig(ModelConfig):
     # and whether given; more with a reference drawn into it, see jvideo.generation.layout).
     layout_conditioning: bool = False
     layout_channels: int = 2
+    # jvideo's extension: a per-block adaLN-Zero modulation beside adaLN-single's shared one.
+    block_modulation: bool = False
 
     def validate(self, raw: dict) -> None:
         require(raw, "norm_type", ("ada_norm_single",), "LatteTransformer3DModel")
@@ -130,6 +139,8 @@ class LatteBlock(nn.Module):
     temporal_cross_attention, temporal ones) also cross-attend.
 
     `t6` (B', 6D) is the shared timestep modulation; context (B', S, D) the projected text.
+    With block_modulation, `emb` (B', D) (the activated timestep embedding) also goes through the
+    block's own zero-initialised linear map to 6D, added to t6.
     """
 
     def __init__(self, cfg: LatteConfig, cross_attention: bool):
@@ -144,12 +155,19 @@ class LatteBlock(nn.Module):
                       if cross_attention else None)
         self.ff = FeedForward(d, cfg.activation_fn)
         self.scale_shift_table = jt.randn((6, d)) / d ** 0.5
+        if cfg.block_modulation:
+            self.block_modulation = nn.Linear(d, 6 * d)
+            self.block_modulation.weight.update(jt.zeros(self.block_modulation.weight.shape))
+            self.block_modulation.bias.update(jt.zeros(self.block_modulation.bias.shape))
 
     def execute(self, x: jt.Var, t6: jt.Var, context: jt.Var | None = None,
-                context_mask: jt.Var | None = None) -> jt.Var:
+                context_mask: jt.Var | None = None, emb: jt.Var | None = None) -> jt.Var:
         """x (B*G, L, D): G rows (frames or patch positions) per clip; t6 (B*G, 6D);
-        context (B, S, D) and context_mask (B, S): one per clip, not per row."""
+        context (B, S, D) and context_mask (B, S): one per clip, not per row; emb (B*G, D),
+        the activated timestep embedding, for block_modulation."""
         b = x.shape[0]
+        if hasattr(self, "block_modulation"):
+            t6 = t6 + self.block_modulation(emb)
         mod = self.scale_shift_table.unsqueeze(0) + t6.reshape((b, 6, self.hidden))   # (B', 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (mod[:, i] for i in range(6))
         x = ops.gated_residual(x, gate_msa, self.attn1(self.norm1.modulate(x, shift_msa, scale_msa)))
@@ -292,14 +310,17 @@ class Latte(nn.Module):
         else:
             t6_spatial, t_emb_frames = repeat_rows(t6, frames), repeat_rows(t_emb, frames)
         t6_temporal = repeat_rows(t6, n)
+        # Per-block modulation reads the same activated embedding adaLN-single's linear reads.
+        emb_spatial, emb_temporal = ((nn.silu(t_emb_frames), repeat_rows(nn.silu(t_emb), n))
+                                     if self.config.block_modulation else (None, None))
         for i, (spatial, temporal) in enumerate(zip(self.transformer_blocks, self.temporal_transformer_blocks)):
-            tokens = spatial(tokens, t6_spatial, context, text_mask)
+            tokens = spatial(tokens, t6_spatial, context, text_mask, emb_spatial)
             if not enable_temporal:
                 continue
             tokens = tokens.reshape((b, frames, n, d)).permute(0, 2, 1, 3).reshape((b * n, frames, d))
             if i == 0 and frames > 1:
                 tokens = tokens + self._temp_pos_embed[:, :frames]
-            tokens = temporal(tokens, t6_temporal, time_context, time_mask)
+            tokens = temporal(tokens, t6_temporal, time_context, time_mask, emb_temporal)
             tokens = tokens.reshape((b, n, frames, d)).permute(0, 2, 1, 3).reshape((b * frames, n, d))
         mod = self.scale_shift_table.unsqueeze(0) + t_emb_frames.unsqueeze(1)   # (B*T, 2, D)
         tokens = self.norm_out.modulate(tokens, mod[:, 0], mod[:, 1])
