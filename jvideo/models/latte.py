@@ -155,8 +155,8 @@ class LatteBlock(nn.Module):
                       if cross_attention else None)
         self.ff = FeedForward(d, cfg.activation_fn)
         self.scale_shift_table = jt.randn((6, d)) / d ** 0.5
-        if cfg.block_modulation:
-            self.block_modulation = nn.Linear(d, 6 * d)
+        self.block_modulation = nn.Linear(d, 6 * d) if cfg.block_modulation else None
+        if self.block_modulation is not None:   # zero: the block starts as adaLN-single's
             self.block_modulation.weight.update(jt.zeros(self.block_modulation.weight.shape))
             self.block_modulation.bias.update(jt.zeros(self.block_modulation.bias.shape))
 
@@ -166,7 +166,7 @@ class LatteBlock(nn.Module):
         context (B, S, D) and context_mask (B, S): one per clip, not per row; emb (B*G, D),
         the activated timestep embedding, for block_modulation."""
         b = x.shape[0]
-        if hasattr(self, "block_modulation"):
+        if self.block_modulation is not None:
             t6 = t6 + self.block_modulation(emb)
         mod = self.scale_shift_table.unsqueeze(0) + t6.reshape((b, 6, self.hidden))   # (B', 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (mod[:, i] for i in range(6))
