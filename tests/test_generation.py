@@ -287,42 +287,37 @@ def test_word_tokens_append_the_input_layer_to_the_context(checkpoint, tmp_path,
     assert shot.shape == (4, 32, 32, 3)
 
 
-def test_frame_modulation_trains_and_samples(checkpoint, tmp_path, monkeypatch):
-    """DiTPreset.frame_modulation: the frame vectors start at zero, training moves them, and
-    the run's checkpoint samples."""
+def trained_with_dit_option(checkpoint, out, monkeypatch, option: str):
+    """The `test` preset with DiTPreset `option` on, trained 2 steps on `checkpoint`'s VAE into
+    `out` through the CLI; its Generator, checked to have the option and to sample a shot."""
     from dataclasses import replace
 
     from jvideo.generation import presets
     from jvideo.generation.sample import Generator
     base = presets.PRESETS["test"]
-    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, frame_modulation=True)))
-    out = tmp_path / "frames"
+    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, **{option: True})))
     assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
     gen = Generator.load(out)
-    assert gen.dit.config.frame_modulation
-    learnt = gen.dit.frame_embedding.numpy()
-    assert learnt.shape == (base.frames + 1, gen.dit.config.hidden_size) and np.abs(learnt).max() > 0
+    assert getattr(gen.dit.config, option)
     shot = gen.generate("a red circle moves left on the grass", seed=1, steps=2)
     assert shot.shape == (4, 32, 32, 3)
+    return gen
+
+
+def test_frame_modulation_trains_and_samples(checkpoint, tmp_path, monkeypatch):
+    """DiTPreset.frame_modulation: the frame vectors start at zero, training moves them, and
+    the run's checkpoint samples."""
+    gen = trained_with_dit_option(checkpoint, tmp_path / "frames", monkeypatch, "frame_modulation")
+    learnt = gen.dit.frame_embedding.numpy()
+    assert learnt.shape == (gen.preset.frames + 1, gen.dit.config.hidden_size) and np.abs(learnt).max() > 0
 
 
 def test_block_modulation_trains_and_samples(checkpoint, tmp_path, monkeypatch):
     """DiTPreset.block_modulation: each block's map starts at zero, training moves it, and the
     run's checkpoint samples."""
-    from dataclasses import replace
-
-    from jvideo.generation import presets
-    from jvideo.generation.sample import Generator
-    base = presets.PRESETS["test"]
-    monkeypatch.setitem(presets.PRESETS, "test", replace(base, dit=replace(base.dit, block_modulation=True)))
-    out = tmp_path / "blocks"
-    assert cli.main(["train", "--preset", "test", "--steps", "2", "--vae-from", str(checkpoint), "--out", str(out)]) == 0
-    gen = Generator.load(out)
-    assert gen.dit.config.block_modulation
+    gen = trained_with_dit_option(checkpoint, tmp_path / "blocks", monkeypatch, "block_modulation")
     for blocks in (gen.dit.transformer_blocks, gen.dit.temporal_transformer_blocks):
         assert all(np.abs(block.block_modulation.weight.numpy()).max() > 0 for block in blocks)
-    shot = gen.generate("a red circle moves left on the grass", seed=1, steps=2)
-    assert shot.shape == (4, 32, 32, 3)
 
 
 def test_planned_layout_follows_the_prompt():

@@ -404,19 +404,26 @@ def test_latte_cross_attention_reads_each_clip_once(latte_pair):
     assert max_err(changed[:3], per_clip[:3]) == 0.0 and max_err(changed[3:], per_clip[3:]) > 1e-3
 
 
+def extended_latte(latte_pair, extension: str, seed: int):
+    """The pair's plain Latte and the same weights built with jvideo's `extension` turned on, with
+    an rng and inputs x (2 clips of 3 frames), t and text drawn from it: (model, ours, rng, x, t, text)."""
+    _, model, folder = latte_pair
+    raw = json.loads((folder / "config.json").read_text())
+    ours = models.Latte(models.LatteConfig.from_dict({**raw, extension: True}))
+    ours.load_state_dict(model.state_dict())
+    rng = np.random.default_rng(seed)
+    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
+    t = jt.array(np.array([300, 40]))
+    text = jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
+    return model, ours, rng, x, t, text
+
+
 def test_latte_frame_modulation(latte_pair, tmp_path):
     """jvideo's extension: with its frame vectors at their zero start the model equals the plain
     one; once they differ the output changes, image mode (frames as independent images) ignores
     them; save/load."""
-    _, model, folder = latte_pair
-    raw = json.loads((folder / "config.json").read_text())
-    ours = models.Latte(models.LatteConfig.from_dict({**raw, "frame_modulation": True}))
-    ours.load_state_dict(model.state_dict())
+    model, ours, rng, x, t, text = extended_latte(latte_pair, "frame_modulation", 11)
     assert np.all(ours.frame_embedding.numpy() == 0)
-    rng = np.random.default_rng(11)
-    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
-    t = jt.array(np.array([300, 40]))
-    text = jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
     plain = model(x, t, text).numpy()
     assert max_err(ours(x, t, text).numpy(), plain) <= 1e-5
     d = ours.config.hidden_size
@@ -432,14 +439,7 @@ def test_latte_block_modulation(latte_pair, tmp_path):
     """jvideo's extension: with its zero-initialised per-block maps the model equals the plain
     one; once a block's map is learnt the output changes, and differently at two timesteps than
     a constant offset would (it reads the timestep); save/load."""
-    _, model, folder = latte_pair
-    raw = json.loads((folder / "config.json").read_text())
-    ours = models.Latte(models.LatteConfig.from_dict({**raw, "block_modulation": True}))
-    ours.load_state_dict(model.state_dict())
-    rng = np.random.default_rng(13)
-    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
-    t = jt.array(np.array([300, 40]))
-    text = jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
+    model, ours, rng, x, t, text = extended_latte(latte_pair, "block_modulation", 13)
     plain = model(x, t, text).numpy()
     assert max_err(ours(x, t, text).numpy(), plain) <= 1e-5
     for blocks in (ours.transformer_blocks, ours.temporal_transformer_blocks):
@@ -459,14 +459,7 @@ def test_latte_layout_conditioning(latte_pair, tmp_path):
     """jvideo's extension: with its zero-initialised layout embedding the model equals the plain
     one whatever the layout; once the embedding is learnt the layout changes the output, only in
     the frames whose layout differs; save/load."""
-    _, model, folder = latte_pair
-    raw = json.loads((folder / "config.json").read_text())
-    ours = models.Latte(models.LatteConfig.from_dict({**raw, "layout_conditioning": True}))
-    ours.load_state_dict(model.state_dict())
-    rng = np.random.default_rng(12)
-    x = jt.array(rng.standard_normal((2, 4, 3, 8, 8)).astype(np.float32))
-    t = jt.array(np.array([300, 40]))
-    text = jt.array(rng.standard_normal((2, 3, 12)).astype(np.float32))
+    model, ours, rng, x, t, text = extended_latte(latte_pair, "layout_conditioning", 12)
     layout = rng.random((2, 2, 3, 8, 8)).astype(np.float32)
     plain = model(x, t, text).numpy()
     assert max_err(ours(x, t, text, layout=jt.array(layout)).numpy(), plain) <= 1e-5

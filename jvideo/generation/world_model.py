@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from jvideo.models import AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig
+from jvideo.models import AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig, zero_layer
 
 from .layout import layout_channels
 from .presets import Preset
@@ -49,9 +49,7 @@ def build_dit(preset: Preset) -> Latte:
 def init_for_training(dit: Latte) -> Latte:
     """Zero the output projection so the untrained DiT predicts 0 (the adaLN-Zero idea):
     training starts from a stable identity-like map instead of random outputs."""
-    import jittor as jt
-    dit.proj_out.weight.update(jt.zeros(dit.proj_out.weight.shape))
-    dit.proj_out.bias.update(jt.zeros(dit.proj_out.bias.shape))
+    zero_layer(dit.proj_out)
     return dit
 
 

@@ -10,10 +10,10 @@ Untrained presets: Latte(latte_config("jvideo-small")), AutoencoderKL(small_vae_
 DiT(dit_config("DiT-S/2")).
 """
 from .dit import DiT, DiTConfig, dit_config
-from .latte import LATTE_PRESETS, Latte, LatteConfig, latte_config
+from .latte import LATTE_PRESETS, Latte, LatteConfig, latte_config, zero_layer
 from .loading import build, from_pretrained, load_state_dict, save_pretrained
 from .vae import AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian, sd_vae_config, small_vae_config
 
 __all__ = ["AutoencoderKL", "AutoencoderKLConfig", "DiagonalGaussian", "DiT", "DiTConfig", "Latte",
            "LatteConfig", "build", "dit_config", "from_pretrained", "latte_config", "load_state_dict",
-           "save_pretrained", "sd_vae_config", "small_vae_config", "LATTE_PRESETS"]
+           "save_pretrained", "sd_vae_config", "small_vae_config", "zero_layer", "LATTE_PRESETS"]

@@ -127,6 +127,14 @@ LATTE_PRESETS = {
 }
 
 
+def zero_layer(layer: nn.Module) -> nn.Module:
+    """Set a Linear or Conv layer's weight and bias to zero in place (the layer then adds
+    nothing: a new input or path starts the model as it was); returns the layer."""
+    layer.weight.update(jt.zeros(layer.weight.shape))
+    layer.bias.update(jt.zeros(layer.bias.shape))
+    return layer
+
+
 def latte_config(name: str = "Latte-1", **overrides) -> LatteConfig:
     """A named preset (LATTE_PRESETS) with optional field overrides."""
     if name not in LATTE_PRESETS:
@@ -155,10 +163,8 @@ class LatteBlock(nn.Module):
                       if cross_attention else None)
         self.ff = FeedForward(d, cfg.activation_fn)
         self.scale_shift_table = jt.randn((6, d)) / d ** 0.5
-        self.block_modulation = nn.Linear(d, 6 * d) if cfg.block_modulation else None
-        if self.block_modulation is not None:   # zero: the block starts as adaLN-single's
-            self.block_modulation.weight.update(jt.zeros(self.block_modulation.weight.shape))
-            self.block_modulation.bias.update(jt.zeros(self.block_modulation.bias.shape))
+        # zero: the block starts as adaLN-single's
+        self.block_modulation = zero_layer(nn.Linear(d, 6 * d)) if cfg.block_modulation else None
 
     def execute(self, x: jt.Var, t6: jt.Var, context: jt.Var | None = None,
                 context_mask: jt.Var | None = None, emb: jt.Var | None = None) -> jt.Var:
@@ -227,9 +233,7 @@ class Latte(nn.Module):
         if cfg.frame_modulation:
             self.frame_embedding = jt.zeros((cfg.video_length, d))
         if cfg.layout_conditioning:
-            self.layout_embed = nn.Conv2d(cfg.layout_channels, d, cfg.patch_size, stride=cfg.patch_size)
-            self.layout_embed.weight.update(jt.zeros(self.layout_embed.weight.shape))
-            self.layout_embed.bias.update(jt.zeros(self.layout_embed.bias.shape))
+            self.layout_embed = zero_layer(nn.Conv2d(cfg.layout_channels, d, cfg.patch_size, stride=cfg.patch_size))
         temp = sincos_1d(d, np.arange(cfg.video_length)).astype(np.float32)
         self._temp_pos_embed = jt.array(temp[None]).stop_grad()        # (1, video_length, D)
 
