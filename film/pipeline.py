@@ -194,6 +194,12 @@ class LazyGenerator:
         from jvideo.generation.presets import SHIPPED_CHECKPOINT
         return SHIPPED_CHECKPOINT
 
+    @property
+    def composite(self) -> bool | None:
+        """Whether held shots get their cut-out laid over them (Generator.composite); None
+        before the checkpoint is loaded."""
+        return None if self._gen is None else bool(self._gen.composite)
+
     def get(self):
         if self._gen is None and self.error is None:
             try:
@@ -415,8 +421,8 @@ def generate_missing(todo: list[Provenance], refs: dict[str, np.ndarray], gen: L
         # the layout planner would draw an unsaid size at random, a third of them wide.
         p.prompt = with_camera(p.visual, CHARACTER_FRAMING) if ref is not None else p.visual
         ref_digest = hashlib.sha1(ref.tobytes()).hexdigest() if ref is not None else "none"
-        # The held look's inversion settings too: a shot cached by an older sampler is made again.
-        inversion = f"{g.inversion}{g.settle}" if g is not None and ref is not None else ""
+        # The held look's inversion and compositing too: a shot cached by an older sampler is made again.
+        inversion = f"{g.inversion}{g.settle}{g.composite}" if g is not None and ref is not None else ""
         raw = f"{p.prompt}\0{p.seed}\0{ref_digest}\0{gen.digest}\0{req.steps}\0{req.cfg}\0{req.hold}\0{inversion}"
         p.shot_key = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:20]
         jobs.append((p, ref, videos / f"{p.shot_key}.mp4"))

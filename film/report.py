@@ -72,6 +72,7 @@ def film_json(script: Script, plan: Plan, prov: list, warnings: list[str], req, 
     gen = {"mode": req.generate, "threshold": req.threshold, "steps": req.steps, "cfg": req.cfg, "hold": req.hold,
            "seed": req.seed, "checkpoint": str(generator.folder) if generator else None,
            "checkpoint_digest": generator.digest if generator else None,
+           "composite": generator.composite if generator else None,
            "available": bool(generator and generator.error is None and generator.digest)}
     counts = {k: sum(p.source == k for p in prov) for k in ("retrieved", "generated", "title", "missing")}
     return {"film": {"script": str(req.script), "format": script.format, "title": script.title,

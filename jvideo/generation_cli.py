@@ -58,6 +58,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
     from jvideo.generation.sample import Generator
     gen = Generator.load(args.checkpoint)
+    gen.composite = not args.no_composite
     reference = load_reference(args.identity, gen.preset.size) if args.identity else None
     if reference is not None and args.hold > 0 and not gen.preset.dit.layout:
         print(f"note: --hold needs a layout checkpoint; {gen.preset.name} samples with the learnt reference "
@@ -82,7 +83,7 @@ def run_generate_batch(args: argparse.Namespace) -> int:
     from jvideo.generation.batch import run_prompts_file
     summary = run_prompts_file(args.checkpoint, Path(args.prompts), Path(args.out_dir), identity=args.identity,
                                seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg,
-                               ref_cfg=args.ref_cfg, hold=args.hold)
+                               ref_cfg=args.ref_cfg, hold=args.hold, composite=not args.no_composite)
     from jvideo import distributed as dist
     if dist.is_main():
         ranks = f" on {summary['ranks']} ranks" if summary["ranks"] > 1 else ""
@@ -108,6 +109,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from jvideo.generation.sample import Generator
     from jvideo.generation.state import write_json
     gen = Generator.load(args.checkpoint)
+    gen.composite = not args.no_composite
     report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg, ref_cfg=args.ref_cfg,
                       shots_per_character=args.identity_shots, hold=args.hold)
     data = report.to_dict()
@@ -124,6 +126,8 @@ REF_CFG_HELP = ("reference guidance with --identity: above 1 also steers away fr
                 "would give (one more model pass a step); 1: off")
 HOLD_HELP = ("with --identity: fraction of the steps the reference's cut-out is held on the planned track in a "
              "second pass (reference inpainting, layout checkpoints only); 0: off, the learnt reference path alone")
+COMPOSITE_HELP = ("with --identity and --hold 1: leave the held cut-out in the frames as the VAE decodes them, "
+                  "instead of laying it over them (the VAE rounds off thin rings, dots and points)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -145,7 +149,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "stated look, shape silhouette and colour, in the layout: use --dit-from), "
                         "tiny-v17 (the same look channels, tiny-v15's recipe from scratch), tiny-v18 (tiny-v15 "
                         "with its VAE decoder fine-tuned, its DiT kept: use --dit-from), tiny-v19 (tiny-v15 with "
-                        "per-block timestep modulation), small (bigger machines), test")
+                        "per-block timestep modulation), tiny-v20 (tiny-v19 trained 4000 steps more: use "
+                        "--dit-from), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of every stage")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--vae-from", default=None, metavar="CHECKPOINT",
@@ -169,6 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale")
     g.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
     g.add_argument("--hold", type=float, default=IDENTITY_HOLD, help=HOLD_HELP)
+    g.add_argument("--no-composite", action="store_true", help=COMPOSITE_HELP)
     g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v15)")
     g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
@@ -181,6 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--cfg", type=float, default=4.0)
     e.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
     e.add_argument("--hold", type=float, default=IDENTITY_HOLD, help=HOLD_HELP)
+    e.add_argument("--no-composite", action="store_true", help=COMPOSITE_HELP)
     e.add_argument("--identity-shots", type=int, default=None, metavar="K",
                    help="identity shots per cast member, each with and without the reference "
                         "(default: n / 32, at least 1)")

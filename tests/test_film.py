@@ -191,6 +191,7 @@ def test_film_provenance(narrated_film):
         if u["characters"]:
             assert u["identity"] == u["characters"][0]
     assert data["generation"]["available"] and data["generation"]["checkpoint_digest"]
+    assert data["generation"]["composite"] is True   # held cut-outs laid over the decoded frames
     assert data["counts"]["title"] == 3
 
 

@@ -91,7 +91,7 @@ def test_generate_command_writes_mp4_and_strip(checkpoint, tmp_path, capsys):
     Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(ref)
     out = tmp_path / "shot.mp4"
     rc = cli.main(["generate", "Mira jumps on the sand", "--identity", str(ref), "--seed", "1", "--steps", "2",
-                   "--checkpoint", str(checkpoint), "--out", str(out)])
+                   "--no-composite", "--checkpoint", str(checkpoint), "--out", str(out)])
     assert rc == 0
     assert "--hold needs a layout checkpoint" in capsys.readouterr().err   # the test preset has no layout
     probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",

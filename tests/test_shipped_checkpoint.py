@@ -37,6 +37,8 @@ def test_evaluation_reports_every_figure_and_the_vae_ceiling():
     assert 0.0 <= ceiling["colour"] <= 1.0 and 0.0 <= ceiling["shape"] <= 1.0
     assert ceiling["look_rendered"] == 1.0 and 0.0 <= ceiling["look"] <= 1.0 and 0.0 <= ceiling["look_inverted"] <= 1.0
     assert report["identity_hold"] == 0.0          # evaluate's default: the learnt path alone
+    # Not held, nothing is composited: the decoded shots are the shots.
+    assert report["identity_composited"] == 0 and report["identity_decoded"] == report["identity_with_reference"]
     probe = report["direction_probe"]
     assert set(probe) == {"t=400", "t=700", "t=900", "t=990"}
     assert all(set(row) == {"true", "opposite", "no_caption"} and all(v > 0 for v in row.values())
@@ -94,3 +96,30 @@ def test_a_held_reference_keeps_the_look_and_hold_zero_is_the_first_pass():
         [d.look() for d in detections]
     assert not detect(plain).matches(pip.look, ("shape", "primary", "secondary"))
     assert all(d.motion == "right" and d.background == "grass" for d in detections)
+
+
+def test_a_held_cut_out_is_laid_over_the_decoded_frames():
+    """With Generator.composite (the default) a shot held to the end gets its cut-out laid over
+    the decoded frames: Mira, a star whose points the VAE rounds off (README items 29 and 32),
+    reads back in the composited shots; outside the cut-out the frames are as decoded; with
+    composite off, generate gives the decoded frames; a shot not held has no layer."""
+    from jvideo.toyworld import character, detect, reference_frame
+    gen = Generator.load(SHIPPED_CHECKPOINT)
+    mira = character("Mira")
+    ref = reference_frame(np.random.default_rng(3), mira.look, 64)
+    prompt = "Mira jumps on the sand, close-up"
+    laid, decoded = [], []
+    for seed in (5, 6, 7):
+        video, layers = gen.sample_batch([prompt], ref[None], [seed], steps=8, hold=1.0)
+        layer = layers[0]
+        assert layer is not None and layer.alpha.max() > 0.99
+        decoded.append(video[0])
+        laid.append(layer.over(video[0]))
+        outside = layer.alpha == 0
+        assert np.array_equal(laid[-1][outside], video[0][outside]) and not np.array_equal(laid[-1], video[0])
+    assert np.array_equal(gen.generate(prompt, ref, seed=5, steps=8, hold=1.0), laid[0])
+    gen.composite = False
+    assert np.array_equal(gen.generate(prompt, ref, seed=5, steps=8, hold=1.0), decoded[0])
+    looks = [detect(shot).look() for shot in laid]
+    assert sum(detect(shot).matches(mira.look, ("shape", "primary", "secondary")) for shot in laid) >= 2, looks
+    assert gen.sample_batch([prompt], ref[None], [5], steps=8, hold=0.0)[1] == [None]

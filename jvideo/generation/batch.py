@@ -122,8 +122,9 @@ def write_shots(out_dir: Path, lines: list[PromptLine], shots: list[np.ndarray],
 
 def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, identity: str | None = None,
                      seed: int = 0, frames: int | None = None, steps: int = 25, cfg: float = 4.0,
-                     ref_cfg: float = 1.0, hold: float = 0.0) -> dict:
-    """Generate every prompt of a file; rank 0 writes the shots. Returns a summary (all ranks)."""
+                     ref_cfg: float = 1.0, hold: float = 0.0, composite: bool = True) -> dict:
+    """Generate every prompt of a file; rank 0 writes the shots. Returns a summary (all ranks).
+    `composite`: Generator.composite (a held cut-out laid over the decoded frames)."""
     lines = read_prompts(prompts_file)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -131,6 +132,7 @@ def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, 
     from .media import load_reference   # Jittor loads here: bad input is refused before
     from .sample import Generator
     gen = Generator.load(checkpoint)
+    gen.composite = composite
     reference = load_reference(identity, gen.preset.size) if identity else None
     seeds = [seed + pl.line - 1 for pl in lines]   # base seed + line index
     for pl in lines:   # name the line of a bad prompt (generate_shots checks again, by index)
@@ -146,7 +148,7 @@ def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, 
     if world.is_main:
         settings = {"checkpoint": str(checkpoint), "identity": identity, "base_seed": seed,
                     "frames": frames or gen.preset.frames, "steps": steps, "cfg": cfg, "ref_cfg": ref_cfg,
-                    "hold": hold}
+                    "hold": hold, "composite": composite}
         write_shots(out_dir, lines, shots, seeds, settings)
     dist.barrier()  # no rank reports success before the files exist
     return {"shots": len(shots), "seconds": seconds, "ranks": world.size, "out_dir": str(out_dir)}

@@ -11,7 +11,9 @@ tested on rendered ground truth first.
   where a look is legible: a prompt that leaves the size unsaid gets it stated (`with_camera`), as a
   layout model would otherwise plan a wide shot for a third of them. A shot matches when the
   detected shape, primary colour and secondary colour equal the reference's; each attribute is
-  also reported on its own.
+  also reported on its own. Where a held shot's cut-out is laid over its frames
+  (Generator.composite), the same shots are also judged as the VAE decoded them
+  (`identity_decoded`): what the DiT and the VAE keep of the look, apart from the compositing.
 * Temporal smoothness: mean absolute frame-to-frame change of generated clips next to that of
   rendered clips with the same parameters.
 * Direction probe: on fresh clips moving left, right, up or down, the DiT's v-prediction error
@@ -72,6 +74,10 @@ class EvalReport:
     placement_references: dict[str, dict[str, float]]
     seconds: float
     identity_hold: float = 0.0          # --hold of the shots made with a reference
+    # The same shots with a reference as the VAE decoded them, before the held cut-out is laid
+    # over them (Generator.composite): what the model and its VAE keep of the look.
+    identity_decoded: float = float("nan")
+    identity_composited: int = 0        # of n_identity shots, those whose cut-out was laid over them
     samples: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -110,11 +116,24 @@ def text_trials(gen, n: int, seed: int, steps: int, cfg: float) -> tuple[dict[st
     return {k: float(np.mean(v)) if v else float("nan") for k, v in hits.items()}, samples, smooth_gen, smooth_ref
 
 
+@dataclass
+class IdentityTrials:
+    """Fractions of identity shots whose detected (shape, primary, secondary) is the character's."""
+    with_reference: float       # as generate gives them
+    decoded: float              # the same shots as decoded, before a held cut-out is laid over them
+    text_only: float
+    shots: int
+    composited: int             # shots whose cut-out was laid over them (Generator.composite)
+    by_attribute: dict[str, dict[str, float]]
+    samples: list[dict]
+
+
 def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: float,
-                    ref_cfg: float = 1.0, hold: float = 0.0) -> tuple[float, float, int, list[dict], dict[str, dict[str, float]]]:
-    """Fraction of shots whose detected (shape, primary, secondary) equals the character's."""
+                    ref_cfg: float = 1.0, hold: float = 0.0) -> IdentityTrials:
+    """Each cast member in `shots_per_character` medium and close-up shots, with its reference
+    and text only (the same seeds)."""
     rng = np.random.default_rng(seed + 1)
-    with_ref, text_only, samples = [], [], []
+    with_ref, decoded, text_only, samples = [], [], [], []
     # Each look attribute on its own too: a partly learnt identity (the right colour, a
     # blob for a shape) shows here before the whole look matches.
     per_attr = {a: {"with_reference": [], "text_only": []} for a in LOOK_ATTRIBUTES}
@@ -130,18 +149,26 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
                 # the size stated: unstated, a layout model plans a third of them wide
                 prompt = with_camera(caption(params, rng, "heldout"), params.camera)
                 shot_seed = seed * 7919 + k
-                a = gen.generate(prompt, ref, seed=shot_seed, steps=steps, cfg=cfg, ref_cfg=ref_cfg, hold=hold)
+                video, layers = gen.sample_batch([prompt], ref[None], [shot_seed], steps=steps, cfg=cfg,
+                                                 ref_cfg=ref_cfg, hold=hold)
+                raw, layer = video[0], layers[0]
+                a = layer.over(raw) if gen.composite and layer is not None else raw
                 b = gen.generate(prompt, None, seed=shot_seed, steps=steps, cfg=cfg)
                 da, db = detect(a), detect(b)
                 with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
+                decoded.append(detect(raw).matches(c.look, LOOK_ATTRIBUTES) if a is not raw else with_ref[-1])
                 text_only.append(db.matches(c.look, LOOK_ATTRIBUTES))
                 for attr in LOOK_ATTRIBUTES:
                     per_attr[attr]["with_reference"].append(da.matches(c.look, (attr,)))
                     per_attr[attr]["text_only"].append(db.matches(c.look, (attr,)))
-                samples.append({"prompt": prompt + " [+ref]", "frames": a, "reference": ref})
+                samples.append({"prompt": prompt + " [+ref]", "frames": a, "decoded": raw, "reference": ref})
                 bar.update()
     by_attribute = {a: {k: float(np.mean(v)) for k, v in d.items()} for a, d in per_attr.items()}
-    return float(np.mean(with_ref)), float(np.mean(text_only)), len(with_ref), samples, by_attribute
+    composited = sum(not np.array_equal(s["frames"], s["decoded"]) for s in samples)
+    for s in samples:
+        del s["decoded"]
+    return IdentityTrials(float(np.mean(with_ref)), float(np.mean(decoded)), float(np.mean(text_only)),
+                          len(with_ref), composited, by_attribute, samples)
 
 
 def chance_of_look() -> float:
@@ -391,7 +418,7 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
     start = time.time()
     text_acc, text_samples, smooth_gen, smooth_ref = text_trials(gen, n, seed, steps, cfg)
     per_char = shots_per_character or max(1, n // (4 * len(CAST)))
-    id_ref, id_text, n_id, id_samples, id_attr = identity_trials(gen, per_char, seed, steps, cfg, ref_cfg, hold)
+    ident = identity_trials(gen, per_char, seed, steps, cfg, ref_cfg, hold)
     with _progress(None, "VAE ceiling and probes", "stage", total=4) as bar:
         ceiling = vae_ceiling(gen, max(8, n // 2), seed)
         clips = probe_clips(gen, n, seed)
@@ -402,9 +429,10 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
         bar.update()
         references = placement_references(gen, clips, seed)
         bar.update()
-    return EvalReport(n, text_acc, n_id, id_ref, id_text, chance_of_look(), id_attr, float(np.mean(smooth_gen)),
-                      float(np.mean(smooth_ref)), ceiling, probe, placement, references, time.time() - start,
-                      hold, text_samples[:8] + id_samples[:8])
+    return EvalReport(n, text_acc, ident.shots, ident.with_reference, ident.text_only, chance_of_look(),
+                      ident.by_attribute, float(np.mean(smooth_gen)), float(np.mean(smooth_ref)), ceiling, probe,
+                      placement, references, time.time() - start, hold, ident.decoded, ident.composited,
+                      text_samples[:8] + ident.samples[:8])
 
 
 def contact_sheet(samples: list[dict], path, frames_shown: int = 6) -> None:

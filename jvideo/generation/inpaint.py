@@ -15,6 +15,9 @@ conditioning of VDT and RePaint: some latent cells are known, the DiT completes 
    cells under the character are set to z noised to that step's level, m x_known + (1 - m) x.
    The DiT draws the background, the edges and the light around a look it is given; after
    `hold` it finishes the subject itself (hold 1: the cells end as z, the paste as encoded).
+5. Held to the end, the decoded frames get the cut-out laid over them (Layer.over, as a
+   compositor lays a plate's element back over a render; Generator.composite): the small VAE
+   rounds off a thin ring, dots or a star's points that the held latents carried.
 
 Works only where a layout plans the subject's track (DiTPreset.layout); costs a second pass.
 """
@@ -65,24 +68,42 @@ def cut_out(reference: np.ndarray) -> Cutout | None:
                   read_lighting(reference))
 
 
-def paste_along_track(frames: np.ndarray, cut: Cutout, track: Track,
-                      relight: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """frames (T, H, W, 3) uint8 -> (pasted frames (T, H, W, 3) uint8, alpha (T, H, W) float32):
-    the cut-out scaled to the track's radius, turned by its angle relative to frame 0 and centred
-    on it in each frame; with `relight`, regraded from the reference's lighting to the frames'
-    own. Premultiplied by alpha (so the reference's background does not bleed into the edge) and
-    area-averaged before a shrink (so stripes and dots do not alias)."""
+@dataclass
+class Layer:
+    """A cut-out laid along a track: premultiplied rgb (T, H, W, 3) float32 and alpha (T, H, W)."""
+    rgb: np.ndarray
+    alpha: np.ndarray
+
+    def over(self, frames: np.ndarray) -> np.ndarray:
+        """frames (T, H, W, 3) uint8 -> the layer composited over them (Porter-Duff over), uint8."""
+        a = self.alpha[..., None]
+        return np.clip(self.rgb + (1 - a) * frames + 0.5, 0, 255).astype(np.uint8)
+
+
+def layer_along_track(cut: Cutout, track: Track, frames: np.ndarray, relight: bool = True) -> Layer:
+    """The cut-out scaled to the track's radius, turned by its angle relative to frame 0 and
+    centred on it in each of frames' (T, H, W, 3) frames; with `relight`, regraded from the
+    reference's lighting to the frames' own. Premultiplied by alpha (so the reference's
+    background does not bleed into the edge) and area-averaged before a shrink (so stripes and
+    dots do not alias)."""
     t, h, w, _ = frames.shape
     rgb = regrade(cut.rgb, cut.lighting, read_lighting(frames)) if relight else cut.rgb
     premultiplied = np.concatenate([np.clip(rgb, 0, 255) * cut.alpha[..., None], cut.alpha[..., None]], axis=-1)
-    out, alphas = np.empty_like(frames), np.empty((t, h, w), np.float32)
+    layer = Layer(np.empty((t, h, w, 3), np.float32), np.empty((t, h, w), np.float32))
     for f in range(t):
         warped = _warp(premultiplied, cut.centre, cut.radius / max(track.radius[f], 1e-3),
                        track.angle[f] - track.angle[0], (track.cx[f], track.cy[f]), (h, w))
-        a = np.clip(warped[..., 3:], 0.0, 1.0)
-        out[f] = np.clip(warped[..., :3] + (1 - a) * frames[f] + 0.5, 0, 255).astype(np.uint8)
-        alphas[f] = a[..., 0]
-    return out, alphas
+        layer.alpha[f] = np.clip(warped[..., 3], 0.0, 1.0)
+        layer.rgb[f] = warped[..., :3]
+    return layer
+
+
+def paste_along_track(frames: np.ndarray, cut: Cutout, track: Track,
+                      relight: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """frames (T, H, W, 3) uint8 -> (the cut-out laid along the track over them (T, H, W, 3)
+    uint8, its alpha (T, H, W) float32); see layer_along_track."""
+    layer = layer_along_track(cut, track, frames, relight)
+    return layer.over(frames), layer.alpha
 
 
 def _warp(image: np.ndarray, centre: tuple[float, float], scale: float, turn: float,

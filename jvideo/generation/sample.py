@@ -11,7 +11,7 @@ from kernels import runtime
 
 from .conditioning import (TextConditioner, frames_to_tensor, layout_kwargs, reference_kwargs, reference_latents,
                            tensor_to_frames)
-from .inpaint import clean_plate, cut_out, latent_mask, paste_along_track
+from .inpaint import Layer, clean_plate, cut_out, latent_mask, layer_along_track
 from .invert import Inversion, invert
 from .layout import plan_layout, plan_track
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
@@ -44,6 +44,17 @@ class Conditioning:
 
 
 @dataclass
+class Paste:
+    """One row's reference laid along its planned track over the first pass's clean plate: the
+    pasted frames (T, H, W, 3) uint8 that the held latents are inverted from, what is held
+    (T, H, W) float32 (the cut-out and the plate's disc) and the cut-out's layer (None where
+    nothing was pasted)."""
+    frames: np.ndarray
+    held: np.ndarray
+    layer: Layer | None
+
+
+@dataclass
 class Generator:
     """A trained checkpoint folder loaded for sampling (see train.py for the layout)."""
     preset: Preset
@@ -59,6 +70,10 @@ class Generator:
     # DDIM steps of a held shot's first pass, which only gives the paste its clean plate and its
     # lighting (the second pass redraws every cell it does not hold; item 27).
     plate_steps: int = 8
+    # A shot held to the end gets the cut-out laid over its decoded frames too (a compositor's
+    # "over", inpaint.Layer): the VAE rounds off thin rings, dots and a star's points, which the
+    # held latents cannot keep (README, items 24-29 and 32). False: the frames as decoded.
+    composite: bool = True
 
     @classmethod
     def load(cls, folder: str | Path) -> "Generator":
@@ -97,7 +112,20 @@ class Generator:
     def generate_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
                        frames: int | None = None, steps: int = 25, cfg: float = 4.0,
                        ref_cfg: float = 1.0, hold: float = 0.0) -> np.ndarray:
-        """prompts (B,), references (B, H, W, 3) uint8 or None -> (B, T, H, W, 3) uint8.
+        """prompts (B,), references (B, H, W, 3) uint8 or None -> (B, T, H, W, 3) uint8: the
+        decoded frames of sample_batch, with each held cut-out laid over them where
+        Generator.composite is on."""
+        video, layers = self.sample_batch(prompts, references, seeds, frames, steps, cfg, ref_cfg, hold)
+        if self.composite:
+            video = np.stack([row if layer is None else layer.over(row) for row, layer in zip(video, layers)])
+        return video
+
+    def sample_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
+                     frames: int | None = None, steps: int = 25, cfg: float = 4.0,
+                     ref_cfg: float = 1.0, hold: float = 0.0) -> tuple[np.ndarray, list[Layer | None]]:
+        """prompts (B,), references (B, H, W, 3) uint8 or None -> (decoded frames (B, T, H, W, 3)
+        uint8, per row the cut-out's layer along its track where the shot was held to the end,
+        else None).
 
         Classifier-free guidance on the text: the unconditional branch keeps the reference and
         drops the caption, so guidance strengthens what the text says without losing identity.
@@ -118,18 +146,20 @@ class Generator:
         noise = np.stack([clip_noise(np.random.default_rng(seed).standard_normal, (c, frames, s, s), shared)
                           for seed in seeds]).astype(np.float32)
         holding = references is not None and hold > 0 and self.preset.dit.layout
+        layers: list[Layer | None] = [None] * len(prompts)
         with jt.no_grad():
             condition = self._condition(prompts, references, seeds, frames, ref_cfg)
             x = self._denoise(noise, condition, min(steps, self.plate_steps) if holding else steps, cfg, ref_cfg)
             video = tensor_to_frames(self.vae.decode(x / self.vae.scaling_factor))
             if holding:
-                known, mask, pasted, alphas = self._pasted(video, references, prompts, seeds, frames)
+                known, mask, pastes = self._pasted(video, references, prompts, seeds, frames)
                 x = self._denoise(noise, condition, steps, cfg, ref_cfg, known, mask, hold, seeds)
                 if round(hold * steps) >= steps:   # held to the end: the held cells are the paste's
-                    x = self._settled(x, pasted, alphas, mask)
+                    x = self._settled(x, pastes, mask)
+                    layers = [paste.layer for paste in pastes]
                 video = tensor_to_frames(self.vae.decode(x / self.vae.scaling_factor))
             jt.sync_all()
-        return video
+        return video, layers
 
     def _condition(self, prompts: list[str], references: np.ndarray | None, seeds: list[int], frames: int,
                    ref_cfg: float) -> Conditioning:
@@ -180,44 +210,43 @@ class Generator:
         return x
 
     def _pasted(self, video: np.ndarray, references: np.ndarray, prompts: list[str], seeds: list[int],
-                frames: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+                frames: int) -> tuple[np.ndarray, np.ndarray, list[Paste]]:
         """First-pass frames (B, T, H, W, 3) with each reference's cut-out pasted on its prompt's
         planned track, over a clean plate -> (known latents (B, c, T, s, s): the pasted frames
         inverted through the decoder (generation/invert.py), mask (B, 1, T, s, s) over the
-        plate's disc and the cut-out, and per row the pasted frames (T, H, W, 3) and their
-        alpha (T, H, W)); a reference with no detectable object leaves its row unmasked."""
+        plate's disc and the cut-out, and each row's Paste); a reference with no detectable
+        object leaves its row unmasked."""
         p = self.preset
         cell = p.size // p.latent_size
-        known, masks, rows, alphas = [], [], [], []
+        known, masks, pastes = [], [], []
         for row, reference, prompt, seed in zip(video, references, prompts, seeds):
             cut = cut_out(reference)
             if cut is None or not prompt.strip():
-                pasted, alpha = row, np.zeros(row.shape[:3], np.float32)
+                paste = Paste(row, np.zeros(row.shape[:3], np.float32), None)
             else:
                 track = plan_track(prompt, seed, frames, p.size, p.size)
                 plate, disc = clean_plate(row, track)
-                pasted, alpha = paste_along_track(plate, cut, track)
-                alpha = np.maximum(alpha, disc)
+                layer = layer_along_track(cut, track, plate)
+                paste = Paste(layer.over(plate), np.maximum(layer.alpha, disc), layer)
             # Nothing pasted: the row is unmasked and its latents unused, so no inversion is spent on it.
-            inversion = self.inversion if alpha.any() else replace(self.inversion, steps=0)
-            z = invert(self.vae, frames_to_tensor(pasted), alpha, inversion) * self.vae.scaling_factor  # (T, c, s, s)
-            known.append(z.numpy().transpose(1, 0, 2, 3))
-            masks.append(latent_mask(alpha, cell)[None])
-            rows.append(pasted)
-            alphas.append(alpha)
-        return np.stack(known).astype(np.float32), np.stack(masks).astype(np.float32), rows, alphas
+            inversion = self.inversion if paste.held.any() else replace(self.inversion, steps=0)
+            z = invert(self.vae, frames_to_tensor(paste.frames), paste.held, inversion) * self.vae.scaling_factor
+            known.append(z.numpy().transpose(1, 0, 2, 3))                                 # (c, T, s, s)
+            masks.append(latent_mask(paste.held, cell)[None])
+            pastes.append(paste)
+        return np.stack(known).astype(np.float32), np.stack(masks).astype(np.float32), pastes
 
-    def _settled(self, x, pasted: list, alphas: list, mask: np.ndarray):
+    def _settled(self, x, pastes: list[Paste], mask: np.ndarray):
         """Final latents (B, c, T, s, s) whose held cells are inverted once more, now among the
         cells the DiT drew around them, so that their decoding shows the pasted subject."""
         out = []
-        for i in range(len(pasted)):
+        for i, paste in enumerate(pastes):
             if not mask[i].any():
                 out.append(x[i])
                 continue
             z = x[i].transpose(1, 0, 2, 3) / self.vae.scaling_factor                     # (T, c, s, s)
             free = mask[i].transpose(1, 0, 2, 3)                                          # (T, 1, s, s)
-            z = invert(self.vae, frames_to_tensor(pasted[i]), alphas[i], self.settle, start=z, free=free)
+            z = invert(self.vae, frames_to_tensor(paste.frames), paste.held, self.settle, start=z, free=free)
             out.append(z.transpose(1, 0, 2, 3) * self.vae.scaling_factor)
         return jt.stack(out)
 
