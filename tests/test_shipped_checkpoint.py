@@ -101,7 +101,7 @@ def test_a_held_reference_keeps_the_look_and_hold_zero_is_the_first_pass():
 def test_a_held_cut_out_is_laid_over_the_decoded_frames():
     """With Generator.composite (the default) a shot held to the end gets its cut-out laid over
     the decoded frames: Mira, a star whose points the VAE rounds off (README items 29 and 32),
-    reads back in the composited shots; outside the cut-out the frames are as decoded; with
+    reads back in the composited shots; outside the subject's disc the frames are as decoded; with
     composite off, generate gives the decoded frames; a shot not held has no layer."""
     from jvideo.toyworld import character, detect, reference_frame
     gen = Generator.load(SHIPPED_CHECKPOINT)
@@ -115,7 +115,7 @@ def test_a_held_cut_out_is_laid_over_the_decoded_frames():
         assert layer is not None and layer.alpha.max() > 0.99
         decoded.append(video[0])
         laid.append(layer.over(video[0]))
-        outside = layer.alpha == 0
+        outside = ~layer.disc                     # the subject's disc is cleared to a plate first
         assert np.array_equal(laid[-1][outside], video[0][outside]) and not np.array_equal(laid[-1], video[0])
     assert np.array_equal(gen.generate(prompt, ref, seed=5, steps=8, hold=1.0), laid[0])
     gen.composite = False

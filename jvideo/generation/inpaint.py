@@ -16,8 +16,9 @@ conditioning of VDT and RePaint: some latent cells are known, the DiT completes 
    The DiT draws the background, the edges and the light around a look it is given; after
    `hold` it finishes the subject itself (hold 1: the cells end as z, the paste as encoded).
 5. Held to the end, the decoded frames get the cut-out laid over them (Layer.over, as a
-   compositor lays a plate's element back over a render; Generator.composite): the small VAE
-   rounds off a thin ring, dots or a star's points that the held latents carried.
+   compositor lays a plate's element back over a render; Generator.composite), on a clean
+   plate of the subject's disc: the small VAE rounds off a thin ring, dots or a star's points
+   that the held latents carried, and leaves a halo around them.
 
 Works only where a layout plans the subject's track (DiTPreset.layout); costs a second pass.
 """
@@ -70,14 +71,19 @@ def cut_out(reference: np.ndarray) -> Cutout | None:
 
 @dataclass
 class Layer:
-    """A cut-out laid along a track: premultiplied rgb (T, H, W, 3) float32 and alpha (T, H, W)."""
+    """A cut-out laid along a track: premultiplied rgb (T, H, W, 3) float32, alpha (T, H, W) and
+    the subject's disc (T, H, W) bool, where the frames under it are cleared to a plate first."""
     rgb: np.ndarray
     alpha: np.ndarray
+    disc: np.ndarray
 
     def over(self, frames: np.ndarray) -> np.ndarray:
-        """frames (T, H, W, 3) uint8 -> the layer composited over them (Porter-Duff over), uint8."""
+        """frames (T, H, W, 3) uint8 -> the layer composited (Porter-Duff over) on a clean plate
+        of them, uint8. Whatever was drawn in the subject's disc goes first: a decoded blob wider
+        than the cut-out would otherwise stay between a star's points and around a thin outline,
+        a halo that reads as part of the shape."""
         a = self.alpha[..., None]
-        return np.clip(self.rgb + (1 - a) * frames + 0.5, 0, 255).astype(np.uint8)
+        return np.clip(self.rgb + (1 - a) * fill_rows(frames, self.disc) + 0.5, 0, 255).astype(np.uint8)
 
 
 def layer_along_track(cut: Cutout, track: Track, frames: np.ndarray, relight: bool = True) -> Layer:
@@ -89,7 +95,7 @@ def layer_along_track(cut: Cutout, track: Track, frames: np.ndarray, relight: bo
     t, h, w, _ = frames.shape
     rgb = regrade(cut.rgb, cut.lighting, read_lighting(frames)) if relight else cut.rgb
     premultiplied = np.concatenate([np.clip(rgb, 0, 255) * cut.alpha[..., None], cut.alpha[..., None]], axis=-1)
-    layer = Layer(np.empty((t, h, w, 3), np.float32), np.empty((t, h, w), np.float32))
+    layer = Layer(np.empty((t, h, w, 3), np.float32), np.empty((t, h, w), np.float32), subject_discs(track, h, w))
     for f in range(t):
         warped = _warp(premultiplied, cut.centre, cut.radius / max(track.radius[f], 1e-3),
                        track.angle[f] - track.angle[0], (track.cx[f], track.cy[f]), (h, w))
@@ -130,22 +136,36 @@ def _warp(image: np.ndarray, centre: tuple[float, float], scale: float, turn: fl
     return np.stack(planes, axis=-1)
 
 
+def subject_discs(track: Track, h: int, w: int, margin: float = 1.3) -> np.ndarray:
+    """(T, H, W) bool: in each frame the disc around the planned subject, margin x its radius
+    plus 1.5 pixels, wide enough for any shape the subject may be drawn as."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    cx, cy, r = (np.asarray(v)[:, None, None] for v in (track.cx, track.cy, track.radius))
+    return (xs - cx) ** 2 + (ys - cy) ** 2 <= (r * margin + 1.5) ** 2
+
+
+def fill_rows(frames: np.ndarray, discs: np.ndarray) -> np.ndarray:
+    """frames (T, H, W, 3) uint8 -> the same with each frame's disc (T, H, W) bool filled with
+    each row's median outside it: the world's backgrounds vary by row, so that is its plate."""
+    out = frames.copy()
+    for f in range(len(frames)):
+        if not discs[f].any():
+            continue
+        outside = np.where(discs[f][..., None], np.nan, frames[f].astype(np.float32))
+        rows = np.nanmedian(outside, axis=1)                                   # (H, 3)
+        rows = np.where(np.isnan(rows), np.nanmedian(outside, axis=(0, 1)), rows)
+        out[f] = np.where(discs[f][..., None], np.clip(rows[:, None] + 0.5, 0, 255).astype(np.uint8), frames[f])
+    return out
+
+
 def clean_plate(frames: np.ndarray, track: Track, margin: float = 1.3) -> tuple[np.ndarray, np.ndarray]:
     """frames (T, H, W, 3) uint8 -> (frames with the subject's disc filled with each row's median
     outside it (T, H, W, 3) uint8, the disc (T, H, W) float32). The first pass drew a blob
     where the layout put the subject; a cut-out pasted over it would leave the blob's rim as
-    part of the shape. The world's backgrounds vary by row, so a row's median is its plate."""
+    part of the shape."""
     t, h, w, _ = frames.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-    out, discs = frames.copy(), np.zeros((t, h, w), np.float32)
-    for f in range(t):
-        disc = (xs - track.cx[f]) ** 2 + (ys - track.cy[f]) ** 2 <= (track.radius[f] * margin + 1.5) ** 2
-        outside = np.where(disc[..., None], np.nan, frames[f].astype(np.float32))
-        rows = np.nanmedian(outside, axis=1)                                   # (H, 3)
-        rows = np.where(np.isnan(rows), np.nanmedian(outside, axis=(0, 1)), rows)
-        out[f] = np.where(disc[..., None], np.clip(rows[:, None] + 0.5, 0, 255).astype(np.uint8), frames[f])
-        discs[f] = disc
-    return out, discs
+    discs = subject_discs(track, h, w, margin)
+    return fill_rows(frames, discs), discs.astype(np.float32)
 
 
 def latent_mask(alpha: np.ndarray, cell: int) -> np.ndarray:
