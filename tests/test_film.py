@@ -220,13 +220,10 @@ def test_generated_shots_are_cached_and_reused(narrated_film, toy_library, capsy
     assert len(shots) == n and all(s.generated for s in shots)
 
 
-@pytest.mark.xfail(strict=True, reason="a look is kept in 0.73 of shots with the reference held and inverted "
-                                       "(128 shots over two seeds; 0.02 text only), short of every shot: the 4x, "
-                                       "6-channel VAE rounds off a star's points and stripes (issue #4, README "
-                                       "items 24, 25, 27 and 31)")
 def test_recurring_character_keeps_its_look(narrated_film):
     """The detector reads Mira's look (shape, colours, pattern) back from every generated shot
-    of her, as the reference shows it."""
+    of her, as the reference shows it: her reference held on each shot's planned track and its
+    cut-out laid over the decoded frames (README, Generation, item 32)."""
     from jvideo.toyworld.detector import detect
     from jvideo.toyworld.world import character
     units = json.loads(narrated_film.with_suffix(".plan.json").read_text())["film"]["units"]

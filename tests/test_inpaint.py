@@ -83,6 +83,29 @@ def test_a_layer_laid_over_softened_frames_restores_the_look():
     assert sum(laid_hits) >= len(laid_hits) - 1 and sum(laid_hits) > sum(softened_hits), (laid_hits, softened_hits)
 
 
+def test_a_layer_is_graded_again_to_the_light_of_the_frames_it_is_laid_on():
+    """A layer graded to one shot's light, laid over a shot of the same track in another light,
+    takes the new light (a first pass read as sunset, a second drawn by day): the look reads back
+    there, while the same layer with its first grade kept would carry the wrong tint."""
+    rng = np.random.default_rng(6)
+    kept = []
+    for member in CAST[:4]:
+        ref = reference_frame(rng, member.look, 64)
+        params = sample_params(rng, look=member.look, name=member.name, motion="right", camera="close-up",
+                               background="sand", lighting="sunset", frames=8, size=64)
+        day = sample_params(rng, look=member.look, name=member.name, motion="right", camera="close-up",
+                            background="sand", lighting="day", frames=8, size=64)
+        day.track = params.track
+        plate_sunset, _ = clean_plate(render_clip(params), params.track)
+        plate_day, _ = clean_plate(render_clip(day), params.track)
+        layer = layer_along_track(cut_out(ref), params.track, plate_sunset)
+        assert layer.lighting == "sunset"
+        assert detect(layer.over(plate_day)).matches(member.look, LOOK)
+        graded_once = np.clip(layer.rgb + (1 - layer.alpha[..., None]) * plate_day + 0.5, 0, 255).astype(np.uint8)
+        kept.append(detect(graded_once).matches(member.look, LOOK))
+    assert sum(kept) < len(kept), kept
+
+
 def test_regrade_undoes_one_lighting_and_applies_another():
     from jvideo.toyworld.render import apply_lighting
     rgb = np.array([[200.0, 40.0, 90.0]], np.float32)

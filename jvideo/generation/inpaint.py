@@ -71,19 +71,29 @@ def cut_out(reference: np.ndarray) -> Cutout | None:
 
 @dataclass
 class Layer:
-    """A cut-out laid along a track: premultiplied rgb (T, H, W, 3) float32, alpha (T, H, W) and
-    the subject's disc (T, H, W) bool, where the frames under it are cleared to a plate first."""
+    """A cut-out laid along a track: premultiplied rgb (T, H, W, 3) float32, alpha (T, H, W),
+    the subject's disc (T, H, W) bool, where the frames under it are cleared to a plate first,
+    and the lighting it is graded to (None: the reference's own, not regraded)."""
     rgb: np.ndarray
     alpha: np.ndarray
     disc: np.ndarray
+    lighting: str | None
+    cut: Cutout
+    track: Track
 
     def over(self, frames: np.ndarray) -> np.ndarray:
         """frames (T, H, W, 3) uint8 -> the layer composited (Porter-Duff over) on a clean plate
         of them, uint8. Whatever was drawn in the subject's disc goes first: a decoded blob wider
         than the cut-out would otherwise stay between a star's points and around a thin outline,
-        a halo that reads as part of the shape."""
-        a = self.alpha[..., None]
-        return np.clip(self.rgb + (1 - a) * fill_rows(frames, self.disc) + 0.5, 0, 255).astype(np.uint8)
+        a halo that reads as part of the shape. A regraded layer is graded again where the
+        plate's light is not the one it was graded to (a first pass read as sunset, a second
+        drawn by day: the character would keep the sunset's tint)."""
+        plate = fill_rows(frames, self.disc)
+        layer = self
+        if self.lighting is not None and read_lighting(plate) != self.lighting:
+            layer = layer_along_track(self.cut, self.track, plate)
+        a = layer.alpha[..., None]
+        return np.clip(layer.rgb + (1 - a) * plate + 0.5, 0, 255).astype(np.uint8)
 
 
 def layer_along_track(cut: Cutout, track: Track, frames: np.ndarray, relight: bool = True) -> Layer:
@@ -93,9 +103,11 @@ def layer_along_track(cut: Cutout, track: Track, frames: np.ndarray, relight: bo
     background does not bleed into the edge) and area-averaged before a shrink (so stripes and
     dots do not alias)."""
     t, h, w, _ = frames.shape
-    rgb = regrade(cut.rgb, cut.lighting, read_lighting(frames)) if relight else cut.rgb
+    lighting = read_lighting(frames) if relight else None
+    rgb = regrade(cut.rgb, cut.lighting, lighting) if relight else cut.rgb
     premultiplied = np.concatenate([np.clip(rgb, 0, 255) * cut.alpha[..., None], cut.alpha[..., None]], axis=-1)
-    layer = Layer(np.empty((t, h, w, 3), np.float32), np.empty((t, h, w), np.float32), subject_discs(track, h, w))
+    layer = Layer(np.empty((t, h, w, 3), np.float32), np.empty((t, h, w), np.float32), subject_discs(track, h, w),
+                  lighting, cut, track)
     for f in range(t):
         warped = _warp(premultiplied, cut.centre, cut.radius / max(track.radius[f], 1e-3),
                        track.angle[f] - track.angle[0], (track.cx[f], track.cy[f]), (h, w))
