@@ -263,6 +263,9 @@ _TINY_V18 = replace(_TINY_V15, name="tiny-v18", vae=replace(_TINY_V15.vae, decod
                     dit=replace(_TINY_V15.dit, steps=0))
 # tiny-v15 with per-block timestep modulation (DiTPreset.block_modulation), from scratch.
 _TINY_V19 = replace(_TINY_V15, name="tiny-v19", dit=replace(_TINY_V15.dit, block_modulation=True))
+# tiny-v19 trained longer: fine-tuned from its weights (jvideo train --dit-from runs/tiny-v19)
+# for 4000 more steps, a warm restart of the cosine rate at half tiny-v19's peak.
+_TINY_V20 = replace(_TINY_V19, name="tiny-v20", dit=replace(_TINY_V19.dit, steps=4000, lr=5e-4))
 _TINY_MOTION = replace(_TINY_V11, name="tiny-motion",
                        dit=replace(_TINY_V11.dit, frame_modulation=True, motions=("left", "right", "up", "down"),
                                    image_every=0, image_batch=0, steps=2500))
@@ -331,6 +334,8 @@ PRESETS = {
     # tiny-v15 with per-block timestep modulation (DiTPreset.block_modulation), from scratch with
     # tiny-v15's VAE (--vae-from; README, "Generation", item 31).
     "tiny-v19": _TINY_V19,
+    # tiny-v19 fine-tuned 4000 more steps from its own weights (--dit-from; README, item 32).
+    "tiny-v20": _TINY_V20,
     # A diagnostic: tiny-v15 with the reference drawn into the subject's window
     # (DiTPreset.reference_paste), 3000 steps (README, "Generation", item 23).
     "tiny-paste": replace(_TINY_V15, name="tiny-paste", dit=replace(_TINY_V15.dit, reference_paste=True, steps=3000)),
