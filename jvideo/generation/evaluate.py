@@ -133,7 +133,7 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
     """Each cast member in `shots_per_character` medium and close-up shots, with its reference
     and text only (the same seeds)."""
     rng = np.random.default_rng(seed + 1)
-    with_ref, decoded, text_only, samples = [], [], [], []
+    with_ref, decoded, text_only, samples, composited = [], [], [], [], 0
     # Each look attribute on its own too: a partly learnt identity (the right colour, a
     # blob for a shape) shows here before the whole look matches.
     per_attr = {a: {"with_reference": [], "text_only": []} for a in LOOK_ATTRIBUTES}
@@ -157,16 +157,14 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
                 da, db = detect(a), detect(b)
                 with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
                 decoded.append(detect(raw).matches(c.look, LOOK_ATTRIBUTES) if a is not raw else with_ref[-1])
+                composited += a is not raw
                 text_only.append(db.matches(c.look, LOOK_ATTRIBUTES))
                 for attr in LOOK_ATTRIBUTES:
                     per_attr[attr]["with_reference"].append(da.matches(c.look, (attr,)))
                     per_attr[attr]["text_only"].append(db.matches(c.look, (attr,)))
-                samples.append({"prompt": prompt + " [+ref]", "frames": a, "decoded": raw, "reference": ref})
+                samples.append({"prompt": prompt + " [+ref]", "frames": a, "reference": ref})
                 bar.update()
     by_attribute = {a: {k: float(np.mean(v)) for k, v in d.items()} for a, d in per_attr.items()}
-    composited = sum(not np.array_equal(s["frames"], s["decoded"]) for s in samples)
-    for s in samples:
-        del s["decoded"]
     return IdentityTrials(float(np.mean(with_ref)), float(np.mean(decoded)), float(np.mean(text_only)),
                           len(with_ref), composited, by_attribute, samples)
 
