@@ -151,13 +151,13 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
                 shot_seed = seed * 7919 + k
                 video, layers = gen.sample_batch([prompt], ref[None], [shot_seed], steps=steps, cfg=cfg,
                                                  ref_cfg=ref_cfg, hold=hold)
-                raw, layer = video[0], layers[0]
-                a = layer.over(raw) if gen.composite and layer is not None else raw
+                raw, a = video[0], gen.composited(video, layers)[0]
                 b = gen.generate(prompt, None, seed=shot_seed, steps=steps, cfg=cfg)
                 da, db = detect(a), detect(b)
                 with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
-                decoded.append(detect(raw).matches(c.look, LOOK_ATTRIBUTES) if a is not raw else with_ref[-1])
-                composited += a is not raw
+                laid = gen.composite and layers[0] is not None   # what composited() lays
+                decoded.append(detect(raw).matches(c.look, LOOK_ATTRIBUTES) if laid else with_ref[-1])
+                composited += laid
                 text_only.append(db.matches(c.look, LOOK_ATTRIBUTES))
                 for attr in LOOK_ATTRIBUTES:
                     per_attr[attr]["with_reference"].append(da.matches(c.look, (attr,)))

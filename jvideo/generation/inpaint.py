@@ -116,14 +116,6 @@ def layer_along_track(cut: Cutout, track: Track, frames: np.ndarray, relight: bo
     return layer
 
 
-def paste_along_track(frames: np.ndarray, cut: Cutout, track: Track,
-                      relight: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """frames (T, H, W, 3) uint8 -> (the cut-out laid along the track over them (T, H, W, 3)
-    uint8, its alpha (T, H, W) float32); see layer_along_track."""
-    layer = layer_along_track(cut, track, frames, relight)
-    return layer.over(frames), layer.alpha
-
-
 def _warp(image: np.ndarray, centre: tuple[float, float], scale: float, turn: float,
           target: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
     """image (H0, W0, C) float32 -> (h, w, C): the point `centre` of the image moved to `target`,

@@ -115,10 +115,14 @@ class Generator:
         """prompts (B,), references (B, H, W, 3) uint8 or None -> (B, T, H, W, 3) uint8: the
         decoded frames of sample_batch, with each held cut-out laid over them where
         Generator.composite is on."""
-        video, layers = self.sample_batch(prompts, references, seeds, frames, steps, cfg, ref_cfg, hold)
-        if self.composite:
-            video = np.stack([row if layer is None else layer.over(row) for row, layer in zip(video, layers)])
-        return video
+        return self.composited(*self.sample_batch(prompts, references, seeds, frames, steps, cfg, ref_cfg, hold))
+
+    def composited(self, video: np.ndarray, layers: list[Layer | None]) -> np.ndarray:
+        """sample_batch's decoded frames (B, T, H, W, 3) with each row's layer laid over them,
+        where there is one and Generator.composite is on."""
+        if not self.composite:
+            return video
+        return np.stack([row if layer is None else layer.over(row) for row, layer in zip(video, layers)])
 
     def sample_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
                      frames: int | None = None, steps: int = 25, cfg: float = 4.0,
@@ -225,9 +229,9 @@ class Generator:
                 paste = Paste(row, np.zeros(row.shape[:3], np.float32), None)
             else:
                 track = plan_track(prompt, seed, frames, p.size, p.size)
-                plate, disc = clean_plate(row, track)
+                plate, _ = clean_plate(row, track)
                 layer = layer_along_track(cut, track, plate)
-                paste = Paste(layer.over(plate), np.maximum(layer.alpha, disc), layer)
+                paste = Paste(layer.over(plate), np.maximum(layer.alpha, layer.disc), layer)
             # Nothing pasted: the row is unmasked and its latents unused, so no inversion is spent on it.
             inversion = self.inversion if paste.held.any() else replace(self.inversion, steps=0)
             z = invert(self.vae, frames_to_tensor(paste.frames), paste.held, inversion) * self.vae.scaling_factor
