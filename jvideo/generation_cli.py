@@ -132,9 +132,10 @@ COMPOSITE_HELP = ("with --identity and --hold 1: leave the held cut-out in the f
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
-    p.add_argument("--preset", default="tiny-v15",
-                   help="tiny-v15 (tiny-v11 told where the subject is in each frame: a layout planned from the "
-                        "prompt; 2-core CPU, under 90 min; the shipped default), tiny (first recipe; shipped too), "
+    p.add_argument("--preset", default="tiny-v19",
+                   help="tiny-v19 (tiny-v15 with per-block timestep modulation; 2-core CPU, under 90 min; the "
+                        "shipped default), tiny (first recipe; shipped too), tiny-v15 (tiny-v11 told where the "
+                        "subject is in each frame: a layout planned from the prompt), "
                         "tiny-v11 (tiny-v10 at twice the learning rate), tiny-v2 (object-weighted losses), "
                         "tiny-v3 (4x VAE, reference tokens), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
                         "tiny-v5 (tiny-v4 + joint image-video training), "
@@ -148,8 +149,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tiny-v15 with the reference drawn into the subject's window), tiny-v16 (tiny-v15 fine-tuned with the "
                         "stated look, shape silhouette and colour, in the layout: use --dit-from), "
                         "tiny-v17 (the same look channels, tiny-v15's recipe from scratch), tiny-v18 (tiny-v15 "
-                        "with its VAE decoder fine-tuned, its DiT kept: use --dit-from), tiny-v19 (tiny-v15 with "
-                        "per-block timestep modulation), tiny-v20 (tiny-v19 trained 4000 steps more: use "
+                        "with its VAE decoder fine-tuned, its DiT kept: use --dit-from), tiny-v20 (tiny-v19 trained 4000 steps more: use "
                         "--dit-from), small (bigger machines), test")
     p.add_argument("--steps", type=int, default=None, help="override the steps of every stage")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -175,7 +175,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
     g.add_argument("--hold", type=float, default=IDENTITY_HOLD, help=HOLD_HELP)
     g.add_argument("--no-composite", action="store_true", help=COMPOSITE_HELP)
-    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v15)")
+    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v19)")
     g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
 

@@ -15,6 +15,10 @@ from film.script import parse_script, read_script
 REFS = Path(__file__).resolve().parents[1] / "examples" / "film" / "refs"
 SIZE = ["--size", "160x90"]
 FAST = ["--steps", "4"]     # a few DDIM steps: these tests check the pipeline, not the picture
+# The shared film is also looked at (a recurring character's look in every shot), so it is
+# sampled as `jvideo film` samples by default: at 4 steps tiny-v19 leaves a textured wall
+# around Mira that the detector reads into her outline (a star read as a triangle).
+PICTURE: list[str] = []
 
 SCRIPT = """Title: Two Friends
 
@@ -161,7 +165,7 @@ def narrated_film(toy_library, tmp_path_factory):
     script.write_text(SCRIPT.format(refs=REFS))
     out = root / "film.mp4"
     code = cli.main(["film", str(script), "--library", str(toy_library), "--out", str(out), "--narrate",
-                     "--shot-cache", str(root / "shots"), *SIZE, *FAST])
+                     "--shot-cache", str(root / "shots"), *SIZE, *PICTURE])
     assert code == 0
     return out
 
@@ -206,7 +210,7 @@ def test_generated_shots_are_cached_and_reused(narrated_film, toy_library, capsy
     root = narrated_film.parent
     code, out, _ = run_cli(["film", str(root / "two.fountain"), "--library", str(toy_library),
                             "--out", str(root / "again.mp4"), "--shot-cache", str(root / "shots"),
-                            "--narrate", *SIZE, *FAST], capsys)
+                            "--narrate", *SIZE, *PICTURE], capsys)
     assert code == 0
     first = json.loads(narrated_film.with_suffix(".plan.json").read_text())["film"]["units"]
     again = json.loads((root / "again.plan.json").read_text())["film"]["units"]

@@ -79,22 +79,24 @@ def test_placement_cosines_tell_a_placed_object_from_a_smeared_one():
 
 
 def test_a_held_reference_keeps_the_look_and_hold_zero_is_the_first_pass():
-    """generate(hold=1) pastes Pip's cut-out on the planned track and samples again around it:
-    the detector reads Pip's look back in close-ups; hold=0 is the plain sample (no second
-    pass). (Pip: a look the VAE carries; a star's points it often rounds off, README items 24-25.)"""
+    """generate(hold=1) pastes Mira's cut-out on the planned track, samples again around it and
+    lays the cut-out over the decoded frames: the detector reads Mira's look back in close-ups;
+    hold=0 is the plain sample (no second pass), which misses it. (Mira: a striped star, which
+    no shipped DiT draws by itself, README item 31; tiny-v19's plain samples of Pip, a yellow
+    circle split with red, already read as Pip, item 34.)"""
     from jvideo.toyworld import character, detect, reference_frame
     gen = Generator.load(SHIPPED_CHECKPOINT)
-    pip = character("Pip")
-    ref = reference_frame(np.random.default_rng(3), pip.look, 64)
-    prompt = "Pip moves to the right across the grass, close-up"
+    mira = character("Mira")
+    ref = reference_frame(np.random.default_rng(3), mira.look, 64)
+    prompt = "Mira moves to the right across the grass, close-up"
     plain = gen.generate(prompt, ref, seed=5, steps=8, hold=0.0)
     assert np.array_equal(plain, gen.generate(prompt, ref, seed=5, steps=8))
     held = [gen.generate(prompt, ref, seed=seed, steps=8, hold=1.0) for seed in (5, 6, 7)]
     assert not np.array_equal(held[0], plain)
     detections = [detect(shot) for shot in held]
-    assert sum(d.matches(pip.look, ("shape", "primary", "secondary")) for d in detections) >= 2, \
+    assert sum(d.matches(mira.look, ("shape", "primary", "secondary")) for d in detections) >= 2, \
         [d.look() for d in detections]
-    assert not detect(plain).matches(pip.look, ("shape", "primary", "secondary"))
+    assert not detect(plain).matches(mira.look, ("shape", "primary", "secondary"))
     assert all(d.motion == "right" and d.background == "grass" for d in detections)
 
 

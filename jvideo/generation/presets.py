@@ -10,7 +10,7 @@ from jvideo.errors import JVideoError
 # Checkpoints shipped with the package: one folder per preset (jvideo train's layout).
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 # The one every command uses by default (generate, eval, film, studio, bench).
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny-v15"
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "tiny-v19"
 # Fraction of the sampling steps an identity reference's cut-out is held on the planned track
 # (`--hold`, generation/inpaint.py; README, "Generation", item 24).
 IDENTITY_HOLD = 1.0
@@ -320,7 +320,7 @@ PRESETS = {
                                      dit=replace(_TINY_MOTION.dit, timestep_power=1.0)),
     # tiny-v11 told where the subject is in each frame (DiTPreset.layout): the true cover in
     # training, a track planned from the prompt in sampling (README, "Generation", item 22).
-    # The shipped default.
+    # The shipped default before tiny-v19 (its checkpoint is in the git history; its VAE is tiny-v19's).
     "tiny-v15": _TINY_V15,
     # tiny-v15 with the stated look in the layout (DiTPreset.layout_look): the planner draws the
     # stated shape's silhouette and colour on the track; fine-tuned from tiny-v15 with
@@ -332,7 +332,7 @@ PRESETS = {
     # jvideo train --preset tiny-v18 --dit-from jvideo/checkpoints/tiny-v15 (README, item 29).
     "tiny-v18": _TINY_V18,
     # tiny-v15 with per-block timestep modulation (DiTPreset.block_modulation), from scratch with
-    # tiny-v15's VAE (--vae-from; README, "Generation", item 31).
+    # tiny-v15's VAE (--vae-from; README, "Generation", item 31). The shipped default (item 34).
     "tiny-v19": _TINY_V19,
     # tiny-v19 fine-tuned 4000 more steps from its own weights (--dit-from; README, item 32).
     "tiny-v20": _TINY_V20,
