@@ -82,8 +82,8 @@ def test_a_held_reference_keeps_the_look_and_hold_zero_is_the_first_pass():
     """generate(hold=1) pastes Mira's cut-out on the planned track, samples again around it and
     lays the cut-out over the decoded frames: the detector reads Mira's look back in close-ups;
     hold=0 is the plain sample (no second pass), which misses it. (Mira: a striped star, which
-    no shipped DiT draws by itself, README item 31; tiny-v19's plain samples of Pip, a yellow
-    circle split with red, already read as Pip, item 34.)"""
+    no shipped DiT draws by itself, README item 31; the first tiny-v19 run's plain samples of
+    Pip, a yellow circle split with red, read as Pip on 5 seeds of 5, item 34.)"""
     from jvideo.toyworld import character, detect, reference_frame
     gen = Generator.load(SHIPPED_CHECKPOINT)
     mira = character("Mira")

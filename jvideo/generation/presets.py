@@ -331,8 +331,9 @@ PRESETS = {
     # tiny-v15 with its decoder fine-tuned (VAEPreset.decoder_steps) and its DiT as it is:
     # jvideo train --preset tiny-v18 --dit-from jvideo/checkpoints/tiny-v15 (README, item 29).
     "tiny-v18": _TINY_V18,
-    # tiny-v15 with per-block timestep modulation (DiTPreset.block_modulation), from scratch with
-    # tiny-v15's VAE (--vae-from; README, "Generation", item 31). The shipped default (item 34).
+    # tiny-v15 with per-block timestep modulation (DiTPreset.block_modulation). The shipped default:
+    # VAE and DiT trained from scratch in one 76.6-minute run (README, "Generation", item 34); the
+    # first run took tiny-v15's VAE (--vae-from, item 31).
     "tiny-v19": _TINY_V19,
     # tiny-v19 fine-tuned 4000 more steps from its own weights (--dit-from; README, item 32).
     "tiny-v20": _TINY_V20,
