@@ -155,7 +155,7 @@ def identity_trials(gen, shots_per_character: int, seed: int, steps: int, cfg: f
                 b = gen.generate(prompt, None, seed=shot_seed, steps=steps, cfg=cfg)
                 da, db = detect(a), detect(b)
                 with_ref.append(da.matches(c.look, LOOK_ATTRIBUTES))
-                laid = gen.composite and layers[0] is not None   # what composited() lays
+                laid = gen.lays(layers[0])
                 decoded.append(detect(raw).matches(c.look, LOOK_ATTRIBUTES) if laid else with_ref[-1])
                 composited += laid
                 text_only.append(db.matches(c.look, LOOK_ATTRIBUTES))

@@ -335,7 +335,7 @@ PRESETS = {
     # VAE and DiT trained from scratch in one 76.6-minute run (README, "Generation", item 34); the
     # first run took tiny-v15's VAE (--vae-from, item 31).
     "tiny-v19": _TINY_V19,
-    # tiny-v19 fine-tuned 4000 more steps from its own weights (--dit-from; README, item 32).
+    # tiny-v19 fine-tuned 4000 more steps from its own weights (--dit-from; README, item 33).
     "tiny-v20": _TINY_V20,
     # A diagnostic: tiny-v15 with the reference drawn into the subject's window
     # (DiTPreset.reference_paste), 3000 steps (README, "Generation", item 23).

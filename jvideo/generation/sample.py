@@ -122,7 +122,11 @@ class Generator:
         where there is one and Generator.composite is on."""
         if not self.composite:
             return video
-        return np.stack([row if layer is None else layer.over(row) for row, layer in zip(video, layers)])
+        return np.stack([layer.over(row) if self.lays(layer) else row for row, layer in zip(video, layers)])
+
+    def lays(self, layer: Layer | None) -> bool:
+        """Whether composited() lays `layer` over its row: there is one and composite is on."""
+        return self.composite and layer is not None
 
     def sample_batch(self, prompts: list[str], references: np.ndarray | None, seeds: list[int],
                      frames: int | None = None, steps: int = 25, cfg: float = 4.0,
