@@ -423,7 +423,10 @@ def generate_missing(todo: list[Provenance], refs: dict[str, np.ndarray], gen: L
         ref_digest = hashlib.sha1(ref.tobytes()).hexdigest() if ref is not None else "none"
         # The held look's inversion and compositing too: a shot cached by an older sampler is made again.
         inversion = f"{g.inversion}{g.settle}{g.composite}" if g is not None and ref is not None else ""
-        raw = f"{p.prompt}\0{p.seed}\0{ref_digest}\0{gen.digest}\0{req.steps}\0{req.cfg}\0{req.hold}\0{inversion}"
+        # And the pull towards the stated look (classifier guidance), where the checkpoint has one.
+        look = f"{g.look_scale}" if g is not None and g.guides_look else ""
+        raw = (f"{p.prompt}\0{p.seed}\0{ref_digest}\0{gen.digest}\0{req.steps}\0{req.cfg}\0{req.hold}"
+               f"\0{inversion}\0{look}")
         p.shot_key = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:20]
         jobs.append((p, ref, videos / f"{p.shot_key}.mp4"))
     missing = [(p, ref, mp4) for p, ref, mp4 in jobs if not (mp4.is_file() and mp4.with_suffix(".npy").is_file())]

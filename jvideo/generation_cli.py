@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from jvideo.errors import JVideoError
-from jvideo.generation.presets import IDENTITY_HOLD, SHIPPED_CHECKPOINT
+from jvideo.generation.presets import IDENTITY_HOLD, LOOK_SCALE, SHIPPED_CHECKPOINT
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -59,6 +59,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from jvideo.generation.sample import Generator
     gen = Generator.load(args.checkpoint)
     gen.composite = not args.no_composite
+    gen.look_scale = args.look_scale
     reference = load_reference(args.identity, gen.preset.size) if args.identity else None
     if reference is not None and args.hold > 0 and not gen.preset.dit.layout:
         print(f"note: --hold needs a layout checkpoint; {gen.preset.name} samples with the learnt reference "
@@ -83,7 +84,8 @@ def run_generate_batch(args: argparse.Namespace) -> int:
     from jvideo.generation.batch import run_prompts_file
     summary = run_prompts_file(args.checkpoint, Path(args.prompts), Path(args.out_dir), identity=args.identity,
                                seed=args.seed, frames=args.frames, steps=args.steps, cfg=args.cfg,
-                               ref_cfg=args.ref_cfg, hold=args.hold, composite=not args.no_composite)
+                               ref_cfg=args.ref_cfg, hold=args.hold, composite=not args.no_composite,
+                               look_scale=args.look_scale)
     from jvideo import distributed as dist
     if dist.is_main():
         ranks = f" on {summary['ranks']} ranks" if summary["ranks"] > 1 else ""
@@ -110,6 +112,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from jvideo.generation.state import write_json
     gen = Generator.load(args.checkpoint)
     gen.composite = not args.no_composite
+    gen.look_scale = args.look_scale
     report = evaluate(gen, n=args.n, seed=args.seed, steps=args.steps, cfg=args.cfg, ref_cfg=args.ref_cfg,
                       shots_per_character=args.identity_shots, hold=args.hold)
     data = report.to_dict()
@@ -129,12 +132,16 @@ HOLD_HELP = ("with --identity: fraction of the steps the reference's cut-out is 
 COMPOSITE_HELP = ("with --identity and --hold 1: leave the held cut-out in the frames as the VAE decodes them, "
                   "instead of laying it over them (the VAE rounds off thin rings, dots and points)")
 
+LOOK_HELP = ("scale of classifier guidance towards the shape and colour the prompt states, for checkpoints "
+             "with a look classifier (tiny-v21); 0: off")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE and video DiT on the toy world")
-    p.add_argument("--preset", default="tiny-v19",
-                   help="tiny-v19 (tiny-v15 with per-block timestep modulation; 2-core CPU, under 90 min; the "
-                        "shipped default), tiny (first recipe; shipped too), tiny-v15 (tiny-v11 told where the "
+    p.add_argument("--preset", default="tiny-v21",
+                   help="tiny-v21 (tiny-v19 and a look classifier for classifier guidance towards the stated shape "
+                        "and colour; 2-core CPU, under 90 min; the shipped default), tiny-v19 (tiny-v15 with "
+                        "per-block timestep modulation), tiny (first recipe; shipped too), tiny-v15 (tiny-v11 told where the "
                         "subject is in each frame: a layout planned from the prompt), "
                         "tiny-v11 (tiny-v10 at twice the learning rate), tiny-v2 (object-weighted losses), "
                         "tiny-v3 (4x VAE, reference tokens), tiny-v4 (tiny-v3 + pooled adaLN conditioning), "
@@ -175,7 +182,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
     g.add_argument("--hold", type=float, default=IDENTITY_HOLD, help=HOLD_HELP)
     g.add_argument("--no-composite", action="store_true", help=COMPOSITE_HELP)
-    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v19)")
+    g.add_argument("--look-scale", type=float, default=LOOK_SCALE, help=LOOK_HELP)
+    g.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="checkpoint folder (default: the shipped tiny-v21)")
     g.add_argument("--out", default=None, help="output .mp4 (a .png strip is written beside it)")
     g.set_defaults(func=run_generate)
 
@@ -188,6 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ref-cfg", type=float, default=1.0, help=REF_CFG_HELP)
     e.add_argument("--hold", type=float, default=IDENTITY_HOLD, help=HOLD_HELP)
     e.add_argument("--no-composite", action="store_true", help=COMPOSITE_HELP)
+    e.add_argument("--look-scale", type=float, default=LOOK_SCALE, help=LOOK_HELP)
     e.add_argument("--identity-shots", type=int, default=None, metavar="K",
                    help="identity shots per cast member, each with and without the reference "
                         "(default: n / 32, at least 1)")

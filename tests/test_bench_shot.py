@@ -51,7 +51,8 @@ def test_bench_shot_times_every_arm_and_writes_json(tmp_path, capsys):
     assert bench_shot.main(["--frames", "4", "--steps", "2", "--repeat", "1", "--warmup", "0",
                             "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert set(res["arms"]) == {"text only", "held reference (default)", "held reference, before 2026-12-07"}
+    assert set(res["arms"]) == {"text only", "held reference (default)", "held reference, before 2026-12-07",
+                                "stated look, guided (default)", "stated look, unguided"}   # tiny-v21 has a look classifier
     assert all(r["median_s"] > 0 for r in res["arms"].values())
     assert (res["frames"], res["steps"], res["target_s"]) == (4, 2, 10.0)
     table = capsys.readouterr().out

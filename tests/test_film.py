@@ -16,8 +16,9 @@ REFS = Path(__file__).resolve().parents[1] / "examples" / "film" / "refs"
 SIZE = ["--size", "160x90"]
 FAST = ["--steps", "4"]     # a few DDIM steps: these tests check the pipeline, not the picture
 # The shared film is also looked at (a recurring character's look in every shot), so it is
-# sampled as `jvideo film` samples by default: at 4 steps tiny-v19 draws the night room's wall
-# as a coarse texture that the detector reads into Mira's outline (README, Generation, item 34).
+# sampled as `jvideo film` samples by default: at 4 steps tiny-v19's DiT (tiny-v21's too) draws
+# the night room's wall as a coarse texture that the detector reads into Mira's outline (README,
+# Generation, item 34).
 PICTURE: list[str] = []
 
 SCRIPT = """Title: Two Friends

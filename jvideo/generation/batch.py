@@ -18,6 +18,8 @@ from jvideo import distributed as dist
 from jvideo.errors import JVideoError
 from kernels import runtime
 
+from .presets import LOOK_SCALE
+
 
 def generate_shots(generator, prompts: list[str], references: list[np.ndarray | None], seeds: list[int],
                    frames: int | None = None, steps: int = 25, cfg: float = 4.0,
@@ -122,9 +124,11 @@ def write_shots(out_dir: Path, lines: list[PromptLine], shots: list[np.ndarray],
 
 def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, identity: str | None = None,
                      seed: int = 0, frames: int | None = None, steps: int = 25, cfg: float = 4.0,
-                     ref_cfg: float = 1.0, hold: float = 0.0, composite: bool = True) -> dict:
+                     ref_cfg: float = 1.0, hold: float = 0.0, composite: bool = True,
+                     look_scale: float = LOOK_SCALE) -> dict:
     """Generate every prompt of a file; rank 0 writes the shots. Returns a summary (all ranks).
-    `composite`: Generator.composite (a held cut-out laid over the decoded frames)."""
+    `composite`: Generator.composite (a held cut-out laid over the decoded frames); `look_scale`:
+    Generator.look_scale (classifier guidance towards the stated look)."""
     lines = read_prompts(prompts_file)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -133,6 +137,7 @@ def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, 
     from .sample import Generator
     gen = Generator.load(checkpoint)
     gen.composite = composite
+    gen.look_scale = look_scale
     reference = load_reference(identity, gen.preset.size) if identity else None
     seeds = [seed + pl.line - 1 for pl in lines]   # base seed + line index
     for pl in lines:   # name the line of a bad prompt (generate_shots checks again, by index)
@@ -148,7 +153,7 @@ def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, 
     if world.is_main:
         settings = {"checkpoint": str(checkpoint), "identity": identity, "base_seed": seed,
                     "frames": frames or gen.preset.frames, "steps": steps, "cfg": cfg, "ref_cfg": ref_cfg,
-                    "hold": hold, "composite": composite}
+                    "hold": hold, "composite": composite, "look_scale": gen.look_scale if gen.guides_look else 0.0}
         write_shots(out_dir, lines, shots, seeds, settings)
     dist.barrier()  # no rank reports success before the files exist
     return {"shots": len(shots), "seconds": seconds, "ranks": world.size, "out_dir": str(out_dir)}

@@ -6,7 +6,9 @@ measured side by side in one run (interleaved, so a busy machine slows every arm
 Arms: a text-only shot; a shot with an identity reference held on the planned track (the
 default sampling: first pass at `plate_steps`, decoder inversion, generation/inpaint.py); and
 the held shot as sampled before 2026-12-07 (first pass at the full steps, 8 inversion steps on
-the pasted frames), whose ratio to the default is what README item 27 saves. The target is
+the pasted frames), whose ratio to the default is what README item 27 saves; with a look
+classifier (tiny-v21), a shot whose prompt states a look with and without classifier guidance
+towards it (README item 35). The target is
 issue 4's: one 16-frame 64x64 shot with 25 steps within 10 s on 2 CPU cores.
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .state import write_json
 
 TARGET_S = 10.0
 PROMPT = "Pip moves to the right across the grass, medium shot"
+# A prompt that states a look, for the arms with and without classifier guidance towards it.
+LOOK_PROMPT = "a red star moves to the right across the grass, medium shot"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -62,6 +66,12 @@ def arms(gen, frames: int, steps: int) -> dict:
                                                                steps=steps, hold=1.0)
         out["held reference, before 2026-12-07"] = lambda: before.generate(PROMPT, reference, seed=next(seeds),
                                                                            frames=frames, steps=steps, hold=1.0)
+    if gen.guides_look:   # a checkpoint with a look classifier
+        plain = replace(gen, look_scale=0.0)
+        out["stated look, guided (default)"] = lambda: gen.generate(LOOK_PROMPT, None, seed=next(seeds),
+                                                                    frames=frames, steps=steps)
+        out["stated look, unguided"] = lambda: plain.generate(LOOK_PROMPT, None, seed=next(seeds), frames=frames,
+                                                              steps=steps)
     return out
 
 

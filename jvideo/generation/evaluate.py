@@ -78,6 +78,8 @@ class EvalReport:
     # over them (Generator.composite): what the model and its VAE keep of the look.
     identity_decoded: float = float("nan")
     identity_composited: int = 0        # of n_identity shots, those whose cut-out was laid over them
+    # Scale of classifier guidance towards the stated look the shots were sampled with (0: none).
+    look_scale: float = 0.0
     samples: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -430,7 +432,7 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
     return EvalReport(n, text_acc, ident.shots, ident.with_reference, ident.text_only, chance_of_look(),
                       ident.by_attribute, float(np.mean(smooth_gen)), float(np.mean(smooth_ref)), ceiling, probe,
                       placement, references, time.time() - start, hold, ident.decoded, ident.composited,
-                      text_samples[:8] + ident.samples[:8])
+                      gen.look_scale if gen.guides_look else 0.0, text_samples[:8] + ident.samples[:8])
 
 
 def contact_sheet(samples: list[dict], path, frames_shown: int = 6) -> None:

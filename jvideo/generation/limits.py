@@ -91,7 +91,12 @@ def checkpoint_preset(folder: str | Path) -> Preset:
     for part in ("preset.json", "vae/config.json", "dit/config.json"):
         if not (folder / part).is_file():
             raise JVideoError(f"{folder}: not a jvideo checkpoint (missing {part})")
-    return Preset.from_dict(read_json(folder / "preset.json"))
+    preset = Preset.from_dict(read_json(folder / "preset.json"))
+    # Without it the shots would silently lose the guidance towards the stated look.
+    if preset.look.steps and not (folder / "look" / "config.json").is_file():
+        raise JVideoError(f"{folder}: its preset trains a look classifier, but look/config.json is missing "
+                          "(a run not finished: continue it with jvideo train --resume)")
+    return preset
 
 
 def check_sampling(preset: Preset, frames: int | None, what: str) -> None:

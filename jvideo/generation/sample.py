@@ -1,4 +1,5 @@
-"""Text-to-shot sampling: DDIM with classifier-free guidance and an optional identity reference."""
+"""Text-to-shot sampling: DDIM with classifier-free guidance, classifier guidance towards the stated
+look, and an optional identity reference."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -14,8 +15,9 @@ from .conditioning import (TextConditioner, frames_to_tensor, layout_kwargs, ref
 from .inpaint import Layer, clean_plate, cut_out, latent_mask, layer_along_track
 from .invert import Inversion, invert
 from .layout import plan_layout, plan_track
+from .look_guidance import LookTargets, look_gradient, stated_targets
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
-from .presets import Preset
+from .presets import LOOK_SCALE, Preset
 from .world_model import clip_noise, diffusion_schedule, dit_config
 
 jt = runtime.import_jittor()
@@ -41,6 +43,7 @@ class Conditioning:
     emb: object             # (branches * B, L, 384) caption tokens
     mask: object            # (branches * B, L) their key mask
     kwargs: dict            # reference tokens and layout, where the DiT takes them
+    look: LookTargets | None = None   # the stated looks classifier guidance pulls towards
 
 
 @dataclass
@@ -74,6 +77,10 @@ class Generator:
     # "over", inpaint.Layer): the VAE rounds off thin rings, dots and a star's points, which the
     # held latents cannot keep (README, items 24-29 and 32). False: the frames as decoded.
     composite: bool = True
+    # The look classifier (checkpoint's look/, LookPreset) and the scale of classifier guidance
+    # towards the look a prompt states (generation/look_guidance.py); None or 0: none.
+    look: object | None = None
+    look_scale: float = LOOK_SCALE
 
     @classmethod
     def load(cls, folder: str | Path) -> "Generator":
@@ -84,7 +91,19 @@ class Generator:
         vae.scaling_factor = vae.config.scaling_factor
         dit = from_pretrained(folder / "dit")
         check_layout(preset, dit.config, folder)
-        return cls(preset, vae, dit, TextConditioner(preset.text_tokens, word_tokens=preset.word_tokens))
+        look = from_pretrained(folder / "look") if (folder / "look").is_dir() else None
+        if look is not None:
+            if look.config.in_channels != preset.vae.latent_channels:   # else it would fail mid-sampling
+                raise JVideoError(f"{folder}: look/ reads {look.config.in_channels} latent channels, the VAE "
+                                  f"has {preset.vae.latent_channels}")
+            look.eval()
+        return cls(preset, vae, dit, TextConditioner(preset.text_tokens, word_tokens=preset.word_tokens), look=look)
+
+    @property
+    def guides_look(self) -> bool:
+        """Whether sampling pulls towards the stated look: a classifier, a scale and a layout
+        (the classifier reads the cells where the layout plans the subject)."""
+        return self.look is not None and self.look_scale > 0 and self.preset.dit.layout
 
     def check_request(self, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0,
                       hold: float = 0.0) -> None:
@@ -184,8 +203,11 @@ class Generator:
             with_ref = np.concatenate([with_ref, with_ref, self.layouts(prompts, seeds, frames)])
         elif with_ref is not None:
             with_ref = np.concatenate([with_ref] * branches)
+        look = (stated_targets(self.look.config, prompts, seeds, frames, self.preset.size,
+                               self.preset.size // s) if self.guides_look else None)
         return Conditioning(branches, refs, emb, mask, {**reference_kwargs(self.dit, refs, has_ref),
-                                                        **layout_kwargs(self.dit, with_ref, branches * b, frames, s)})
+                                                        **layout_kwargs(self.dit, with_ref, branches * b, frames, s)},
+                            look)
 
     def _denoise(self, noise: np.ndarray, condition: Conditioning, steps: int, cfg: float, ref_cfg: float,
                  known: np.ndarray | None = None, mask: np.ndarray | None = None, hold: float = 0.0,
@@ -208,6 +230,12 @@ class Generator:
             guided = no_text + cfg * (cond - no_text)   # = cond + (cfg - 1)(cond - no_text)
             if branches == 3:
                 guided = guided + (ref_cfg - 1.0) * (cond - out[2 * b:])
+            if condition.look is not None and int(t) < self.preset.look.max_t:
+                # Classifier guidance: eps - s sqrt(1 - a) grad log p(look | x) is, for v,
+                # v - s sqrt(1 - a) / sqrt(a) grad.
+                a = float(schedule.alphas_cumprod[int(t)])
+                gradient = look_gradient(self.look, x, float(np.sqrt(a)), condition.look)
+                guided = guided - jt.array((self.look_scale * np.sqrt((1.0 - a) / a) * gradient).astype(np.float32))
             x = schedule.step(guided, int(t), x)
             if i < held:
                 a = float(schedule.previous_alpha_cumprod(int(t)))

@@ -7,6 +7,7 @@ Layout of the output folder (each part written atomically):
     OUT/decoder/                    the decoder stage's checkpoint (the whole VAE), if any
     OUT/dit/                        Latte video DiT (config.json + safetensors); with an EMA
                                     (DiTPreset.ema) the averaged weights, which sampling uses
+    OUT/look/                       the look classifier of classifier guidance (LookPreset.steps > 0)
     OUT/state/{stage}.json          step, losses, latent scale; {stage}.moments.safetensors: AdamW;
                                     {stage}.raw.safetensors: the raw weights, when OUT/{stage} holds an EMA
     OUT/loss.png                    loss curves
@@ -31,8 +32,9 @@ from .conditioning import TextConditioner, frames_to_tensor, layout_kwargs, refe
 from .layout import colour_rgb, layout_from_cover, look_channels, reference_window
 from .ema import WeightAverage
 from .presets import Preset, get_preset
-from .world_model import (build_dit, build_vae, clip_noise, diffusion_schedule, init_for_training,
-                          dit_config, init_vae_for_training, vae_config)
+from .look_guidance import training_crops
+from .world_model import (build_dit, build_look_classifier, build_vae, clip_noise, diffusion_schedule,
+                          init_for_training, dit_config, init_vae_for_training, vae_config)
 
 jt = runtime.import_jittor()
 
@@ -436,6 +438,36 @@ def train_dit(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Gener
     return stage.run(loss_fn)
 
 
+def train_look(preset: Preset, vae, out: Path, resume: bool, rng: np.random.Generator) -> StageResult:
+    """The look classifier (LookPreset) on the DiT's encoded clips: each step a batch of random
+    frames' subject crops, noised to random levels below max_t, and the cross-entropy of their
+    shape and primary colour."""
+    from jittor import nn
+
+    from jvideo.toyworld.world import COLOUR_NAMES, SHAPES
+    p = preset.look
+    data = encode_dataset(vae, preset, out)   # the DiT stage's cache: read, not encoded again
+    shapes = np.array([SHAPES.index(q.look.shape) for q in data["params"]])
+    colours = np.array([COLOUR_NAMES.index(q.look.primary) for q in data["params"]])
+    alphas = np.asarray(diffusion_schedule(preset).alphas_cumprod, np.float64)
+    cell = preset.size // preset.latent_size
+    stage = Stage("look", out, build_look_classifier(preset), p.lr, p.steps, preset.checkpoint_every,
+                  preset.lr_schedule)
+    if resume:
+        stage.resume()
+
+    def loss_fn(step: int):
+        rows = rng.integers(0, len(data["params"]), size=p.batch)
+        frame = rng.integers(0, data["latents"].shape[2], size=p.batch)
+        signal = np.sqrt(alphas[rng.integers(0, p.max_t, size=p.batch)])
+        noise = rng.standard_normal((p.batch,) + data["latents"].shape[1:2] + data["latents"].shape[3:])
+        crops = training_crops(data["latents"], data["params"], rows, frame, signal, noise, p.crop, cell)
+        shape, colour = stage.model(jt.array(crops), jt.array(signal.astype(np.float32)))
+        return nn.cross_entropy_loss(shape, jt.array(shapes[rows])) + nn.cross_entropy_loss(colour, jt.array(colours[rows]))
+
+    return stage.run(loss_fn)
+
+
 def keep_dit(preset: Preset, out: Path, start_from: Path) -> StageResult:
     """A DiT stage of no steps: `start_from`'s DiT as this run's, saved once (a recipe that
     changes only the decoder, VAEPreset.decoder_steps)."""
@@ -524,7 +556,8 @@ def plot_losses(out: Path, preset: Preset) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    stages = [s for s in ("vae", "decoder", "dit") if s != "decoder" or preset.vae.decoder_steps]
+    stages = [s for s in ("vae", "decoder", "dit", "look")
+              if (s != "decoder" or preset.vae.decoder_steps) and (s != "look" or preset.look.steps)]
     fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5))
     for ax, stage in zip(axes, stages):
         path = out / "state" / f"{stage}.json"
@@ -574,6 +607,10 @@ def per_rank_preset(preset: Preset, ranks: int) -> Preset:
         raise JVideoError(f"the {preset.name} preset's image batch ({preset.dit.image_batch}) cannot be split over "
                           f"{ranks} processes; use a number of processes that divides it")
     local.dit.image_batch //= ranks
+    if local.look.batch % ranks:
+        raise JVideoError(f"the {preset.name} preset's look classifier batch ({preset.look.batch}) cannot be split "
+                          f"over {ranks} processes; use a number of processes that divides it")
+    local.look.batch //= ranks
     # The VAE step draws whole clips of 4 frames (batch // 4 of them, at least one).
     if ranks > 1 and preset.vae.batch >= 4 and (preset.vae.batch // 4) % ranks:
         raise JVideoError(f"the {preset.name} preset's VAE batch of {preset.vae.batch // 4} clips cannot be split "
@@ -605,6 +642,7 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
             raise JVideoError("--steps must be at least 1")
         preset.vae.steps = preset.dit.steps = steps
         preset.vae.decoder_steps = steps if preset.vae.decoder_steps else 0
+        preset.look.steps = steps if preset.look.steps else 0
     if preset.dit.steps == 0 and dit_from is None and not resume:
         raise JVideoError(f"the {preset.name} preset trains no DiT: give --dit-from CHECKPOINT, whose DiT it keeps")
     local = per_rank_preset(preset, world.size)
@@ -633,6 +671,8 @@ def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = 
     if local.vae.decoder_steps:
         results.append(train_decoder(local, vae, out, resume, rng))
     results.append(train_dit(local, vae, out, resume, rng, None if dit_from is None else Path(dit_from)))
+    if local.look.steps:
+        results.append(train_look(local, vae, out, resume, rng))
     if world.is_main:
         plot_losses(out, preset)
     dist.barrier()

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from jvideo.models import AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig, zero_layer
+from jvideo.models import (AutoencoderKL, AutoencoderKLConfig, Latte, LatteConfig, LookClassifier,
+                           LookClassifierConfig, zero_layer)
+from jvideo.toyworld.world import COLOUR_NAMES, SHAPES
 
 from .layout import layout_channels
 from .presets import Preset
@@ -36,6 +38,17 @@ def dit_config(preset: Preset) -> LatteConfig:
                        block_modulation=p.block_modulation,
                        layout_channels=layout_channels(preset.vae.latent_channels, p.reference_paste,
                                                        preset.size // preset.latent_size if p.layout_look else 0))
+
+
+def look_config(preset: Preset) -> LookClassifierConfig:
+    """The look classifier of classifier guidance (LookPreset): the toy world's shapes and colours."""
+    return LookClassifierConfig(in_channels=preset.vae.latent_channels, crop=preset.look.crop,
+                                width=preset.look.width, hidden=preset.look.hidden, shapes=SHAPES,
+                                colours=COLOUR_NAMES)
+
+
+def build_look_classifier(preset: Preset) -> LookClassifier:
+    return LookClassifier(look_config(preset))
 
 
 def build_vae(preset: Preset) -> AutoencoderKL:

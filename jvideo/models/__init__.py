@@ -11,9 +11,10 @@ DiT(dit_config("DiT-S/2")).
 """
 from .dit import DiT, DiTConfig, dit_config
 from .latte import LATTE_PRESETS, Latte, LatteConfig, latte_config, zero_layer
+from .look_classifier import LookClassifier, LookClassifierConfig
 from .loading import build, from_pretrained, load_state_dict, save_pretrained
 from .vae import AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian, sd_vae_config, small_vae_config
 
 __all__ = ["AutoencoderKL", "AutoencoderKLConfig", "DiagonalGaussian", "DiT", "DiTConfig", "Latte",
-           "LatteConfig", "build", "dit_config", "from_pretrained", "latte_config", "load_state_dict",
+           "LatteConfig", "LookClassifier", "LookClassifierConfig", "build", "dit_config", "from_pretrained", "latte_config", "load_state_dict",
            "save_pretrained", "sd_vae_config", "small_vae_config", "zero_layer", "LATTE_PRESETS"]

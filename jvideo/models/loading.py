@@ -31,6 +31,7 @@ from jvideo.errors import JVideoError  # noqa: E402
 from . import dit as _dit  # noqa: E402
 from .dit import DiT, DiTConfig  # noqa: E402
 from .latte import Latte, LatteConfig  # noqa: E402
+from .look_classifier import LookClassifier, LookClassifierConfig  # noqa: E402
 from .vae import AutoencoderKL, AutoencoderKLConfig  # noqa: E402
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -43,6 +44,7 @@ REGISTRY = {
     "DiTTransformer2DModel": (DiTConfig, DiT),
     "LatteTransformer3DModel": (LatteConfig, Latte),
     "AutoencoderKL": (AutoencoderKLConfig, AutoencoderKL),
+    "JVideoLookClassifier": (LookClassifierConfig, LookClassifier),
 }
 
 
