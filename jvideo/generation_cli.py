@@ -53,7 +53,8 @@ def run_generate(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise JVideoError(f"{out.parent}: output folder does not exist")
     preset = checkpoint_preset(args.checkpoint)
-    check_request(preset, args.prompt, args.frames or preset.frames, args.steps, args.cfg, args.ref_cfg, args.hold)
+    check_request(preset, args.prompt, args.frames or preset.frames, args.steps, args.cfg, args.ref_cfg, args.hold,
+                  args.look_scale)
     check_sampling(preset, args.frames, "generating with this checkpoint")
     from jvideo.generation.media import frame_strip, load_reference, write_mp4, write_png
     from jvideo.generation.sample import Generator
@@ -105,7 +106,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.identity_shots is not None and not 1 <= args.identity_shots <= 1000:
         raise JVideoError("--identity-shots must be between 1 and 1000")
     preset = checkpoint_preset(args.checkpoint)
-    check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg, args.ref_cfg, args.hold)
+    check_request(preset, "held-out prompts", preset.frames, args.steps, args.cfg, args.ref_cfg, args.hold,
+                  args.look_scale)
     check_sampling(preset, None, "evaluating this checkpoint")
     from jvideo.generation.evaluate import contact_sheet, evaluate
     from jvideo.generation.sample import Generator

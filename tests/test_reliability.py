@@ -125,6 +125,8 @@ def _bad_option_cases(ctx: dict) -> list[tuple[str, list[str], list, st.SearchSt
          st.one_of(st.floats(max_value=-1e-6, allow_subnormal=False).map(repr), st.floats(min_value=50.001, max_value=1e300, allow_subnormal=False).map(repr), nan)),
         ("generate", ["generate", "a red ball", "--identity", ctx["ref_png"], "--out", ctx["gen_out"]], "--ref-cfg",
          st.one_of(st.floats(max_value=-1e-6, allow_subnormal=False).map(repr), st.floats(min_value=50.001, max_value=1e300, allow_subnormal=False).map(repr), nan)),
+        ("generate", ["generate", "a red ball", "--out", ctx["gen_out"]], "--look-scale",
+         st.one_of(st.floats(max_value=-1e-6, allow_subnormal=False).map(repr), st.floats(min_value=100.001, max_value=1e300, allow_subnormal=False).map(repr), nan)),
         ("generate", ["generate", "a red ball", "--out", ctx["gen_out"]], "--checkpoint",
          st.sampled_from([str(ctx["tmp"] / "nope"), str(text), str(ctx["tmp"]), "", "-"])),
         ("train", ["train", "--out", ctx["train_out"]], "--preset",

@@ -21,7 +21,7 @@ MAX_PROMPT_CHARS = 1000
 
 
 def check_request(preset: Preset, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0,
-                  hold: float = 0.0) -> None:
+                  hold: float = 0.0, look_scale: float = 0.0) -> None:
     """One JVideoError line for a request this checkpoint cannot serve."""
     if not prompt or not prompt.strip():
         raise JVideoError("the prompt is empty")
@@ -37,6 +37,8 @@ def check_request(preset: Preset, prompt: str, frames: int, steps: int, cfg: flo
         raise JVideoError("--ref-cfg must be between 0 and 50")
     if not 0.0 <= hold <= 1.0:
         raise JVideoError("--hold must be between 0 and 1")
+    if not 0.0 <= look_scale <= 100.0:
+        raise JVideoError("--look-scale must be between 0 and 100")
 
 
 def _vae_activation_bytes(preset: Preset, images: int) -> int:

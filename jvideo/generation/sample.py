@@ -15,8 +15,8 @@ from .conditioning import (TextConditioner, frames_to_tensor, layout_kwargs, ref
 from .inpaint import Layer, clean_plate, cut_out, latent_mask, layer_along_track
 from .invert import Inversion, invert
 from .layout import plan_layout, plan_track
-from .look_guidance import LookTargets, look_gradient, stated_targets
 from .limits import MAX_PROMPT_CHARS, check_request, checkpoint_preset  # noqa: F401 - MAX_PROMPT_CHARS re-exported
+from .look_guidance import LookTargets, look_gradient, stated_targets
 from .presets import LOOK_SCALE, Preset
 from .world_model import clip_noise, diffusion_schedule, dit_config
 
@@ -107,7 +107,7 @@ class Generator:
 
     def check_request(self, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0,
                       hold: float = 0.0) -> None:
-        check_request(self.preset, prompt, frames, steps, cfg, ref_cfg, hold)
+        check_request(self.preset, prompt, frames, steps, cfg, ref_cfg, hold, self.look_scale)
 
     def generate(self, prompt: str, reference: np.ndarray | None = None, seed: int = 0, frames: int | None = None,
                  steps: int = 25, cfg: float = 4.0, ref_cfg: float = 1.0, hold: float = 0.0) -> np.ndarray:

@@ -620,7 +620,8 @@ def per_rank_preset(preset: Preset, ranks: int) -> Preset:
 
 def train(preset_name: str, out: Path, steps: int | None = None, resume: bool = False,
           vae_from: Path | None = None, dit_from: Path | None = None) -> list[StageResult]:
-    """Train both stages; `steps` overrides both stages' step counts. With `vae_from` (a
+    """Train the preset's stages in order: VAE, decoder (VAEPreset.decoder_steps), DiT, look
+    classifier (LookPreset.steps); `steps` overrides every stage's step count. With `vae_from` (a
     checkpoint with the same VAE preset) its VAE is taken as the finished first stage; with
     `dit_from` its VAE too, and the DiT stage fine-tunes its DiT (start_dit_from).
 
