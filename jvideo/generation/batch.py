@@ -153,7 +153,7 @@ def run_prompts_file(checkpoint: str | Path, prompts_file: Path, out_dir: Path, 
     if world.is_main:
         settings = {"checkpoint": str(checkpoint), "identity": identity, "base_seed": seed,
                     "frames": frames or gen.preset.frames, "steps": steps, "cfg": cfg, "ref_cfg": ref_cfg,
-                    "hold": hold, "composite": composite, "look_scale": gen.look_scale if gen.guides_look else 0.0}
+                    "hold": hold, "composite": composite, "look_scale": gen.applied_look_scale}
         write_shots(out_dir, lines, shots, seeds, settings)
     dist.barrier()  # no rank reports success before the files exist
     return {"shots": len(shots), "seconds": seconds, "ranks": world.size, "out_dir": str(out_dir)}

@@ -432,7 +432,7 @@ def evaluate(gen, n: int = 64, seed: int = 0, steps: int = 25, cfg: float = 4.0,
     return EvalReport(n, text_acc, ident.shots, ident.with_reference, ident.text_only, chance_of_look(),
                       ident.by_attribute, float(np.mean(smooth_gen)), float(np.mean(smooth_ref)), ceiling, probe,
                       placement, references, time.time() - start, hold, ident.decoded, ident.composited,
-                      gen.look_scale if gen.guides_look else 0.0, text_samples[:8] + ident.samples[:8])
+                      gen.applied_look_scale, text_samples[:8] + ident.samples[:8])
 
 
 def contact_sheet(samples: list[dict], path, frames_shown: int = 6) -> None:

@@ -79,16 +79,16 @@ def stated_targets(config, prompts: list[str], seeds: list[int], frames: int, si
     colour = np.zeros((b, frames, len(config.colours)), np.float32)
     wy, wx = [], []
     for i, (prompt, seed) in enumerate(zip(prompts, seeds)):
-        said = read_look(prompt) if prompt.strip() else {}
+        if not prompt.strip():   # states nothing and has no plan: zero targets and weights
+            rows = np.zeros((frames, config.crop, size // cell), np.float32)
+            wy.append(rows), wx.append(rows)
+            continue
+        said = read_look(prompt)
         if said.get("shape") in config.shapes:
             shape[i, :, config.shapes.index(said["shape"])] = 1
         if said.get("colour") in config.colours:
             colour[i, :, config.colours.index(said["colour"])] = 1
-        track = plan_track(prompt, seed, frames, size, size) if prompt.strip() else None
-        if track is None:
-            rows = np.zeros((frames, config.crop, size // cell), np.float32)
-            wy.append(rows), wx.append(rows)
-            continue
+        track = plan_track(prompt, seed, frames, size, size)
         y, x = crop_weights(np.asarray(track.cx), np.asarray(track.cy), np.asarray(track.radius), config.crop,
                             size // cell, cell)
         wy.append(y), wx.append(x)

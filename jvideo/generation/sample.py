@@ -105,6 +105,12 @@ class Generator:
         (the classifier reads the cells where the layout plans the subject)."""
         return self.look is not None and self.look_scale > 0 and self.preset.dit.layout
 
+    @property
+    def applied_look_scale(self) -> float:
+        """The scale sampling pulls towards the stated look with: look_scale, or 0 where it does
+        not guide (what a report of the settings should say)."""
+        return self.look_scale if self.guides_look else 0.0
+
     def check_request(self, prompt: str, frames: int, steps: int, cfg: float, ref_cfg: float = 1.0,
                       hold: float = 0.0) -> None:
         check_request(self.preset, prompt, frames, steps, cfg, ref_cfg, hold, self.look_scale)
